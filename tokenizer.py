@@ -203,7 +203,7 @@ class Tokenizer:
         return self.timestamp_begin + round(seconds / 0.02)
 
     # --- text ------------------------------------------------------------------------------------
-    def encode(self, text: str, allowed_special=()) -> list:
+    def encode(self, text: str, allowed_special=frozenset()) -> list:
         """Plain text by default: a literal "<|endoftext|>" in a transcript is just text."""
         return self.encoding.encode(text, allowed_special=allowed_special, disallowed_special=())
 

@@ -1,0 +1,513 @@
+"""
+Whisper, the model: an audio encoder, a text decoder, and the one decode loop everything uses.
+
+The parameter names are exactly those of openai-whisper's state_dict, so official checkpoints load
+with strict=True and the checkpoints we save load in openai-whisper. Loading weights (official
+names, .pt files, CTranslate2 directories, our training checkpoints) lives in pretrained.py.
+"""
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from audio import CHUNK_LENGTH
+
+
+@dataclass
+class ModelDimensions:
+    n_mels: int = 80
+    n_audio_ctx: int = 1500  # audio tokens per 30 s window (the conv stem halves 3000 mel frames)
+    n_audio_state: int = 384
+    n_audio_head: int = 6
+    n_audio_layer: int = 4
+    n_vocab: int = 51864
+    n_text_ctx: int = 448
+    n_text_state: int = 384
+    n_text_head: int = 6
+    n_text_layer: int = 4
+
+
+class LayerNorm(nn.LayerNorm):
+    """Always normalises in fp32: fp16/bf16 statistics over 1280 channels are too coarse."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).type(x.dtype)
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> Tensor:
+    """The encoder's fixed positional embedding: sin in the first half of channels, cos in the second."""
+    log_increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = torch.exp(-log_increment * torch.arange(channels // 2))
+    angles = torch.arange(length)[:, None] * inv_timescales[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention when `xa` is None, cross-attention over the audio features otherwise.
+
+    `kv_cache` is an optional dict owned by the caller (the decode loop). Self-attention appends
+    this step's keys and values to it; cross-attention computes the audio's keys and values once
+    and reuses them on every later step.
+    """
+
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.query = nn.Linear(n_state, n_state)
+        self.key = nn.Linear(n_state, n_state, bias=False)  # a key bias would shift every score equally
+        self.value = nn.Linear(n_state, n_state)
+        self.out = nn.Linear(n_state, n_state)
+
+    def forward(self, x: Tensor, xa: Optional[Tensor] = None, causal: bool = False, kv_cache: Optional[dict] = None):
+        q = self.query(x)
+        if xa is None:
+            k, v = self.key(x), self.value(x)
+            if kv_cache is not None:
+                if self in kv_cache:
+                    k = torch.cat([kv_cache[self][0], k], dim=1)
+                    v = torch.cat([kv_cache[self][1], v], dim=1)
+                kv_cache[self] = (k, v)
+        elif kv_cache is not None and self in kv_cache:
+            k, v = kv_cache[self]
+        else:
+            k, v = self.key(xa), self.value(xa)
+            if k.shape[0] != q.shape[0]:  # several beams or samples share one audio
+                k, v = (t.repeat_interleave(q.shape[0] // k.shape[0], dim=0) for t in (k, v))
+            if kv_cache is not None:
+                kv_cache[self] = (k, v)
+        return self.out(self.attention(q, k, v, causal))
+
+    def attention(self, q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
+        B, T, C = q.shape
+        q, k, v = (t.view(B, t.shape[1], self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if causal and T > 1 and k.shape[2] > T:  # new tokens after cached ones: they see all the cache
+            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=q.device).tril(k.shape[2] - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1)
+        return y.transpose(1, 2).reshape(B, T, C)
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-LN transformer block: self-attention, [cross-attention,] MLP, each added to the residual."""
+
+    def __init__(self, n_state: int, n_head: int, cross_attention: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.attn = MultiHeadAttention(n_state, n_head)
+        self.attn_ln = LayerNorm(n_state)
+        self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
+        self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
+        self.mlp = nn.Sequential(nn.Linear(n_state, 4 * n_state), nn.GELU(), nn.Linear(4 * n_state, n_state))
+        self.mlp_ln = LayerNorm(n_state)
+        self.dropout = nn.Dropout(dropout)  # identity unless a trainer asks for it
+
+    def forward(self, x: Tensor, xa: Optional[Tensor] = None, causal: bool = False, kv_cache: Optional[dict] = None):
+        x = x + self.dropout(self.attn(self.attn_ln(x), causal=causal, kv_cache=kv_cache))
+        if self.cross_attn is not None:
+            x = x + self.dropout(self.cross_attn(self.cross_attn_ln(x), xa, kv_cache=kv_cache))
+        return x + self.dropout(self.mlp(self.mlp_ln(x)))
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, n_mels: int, n_ctx: int, n_state: int, n_head: int, n_layer: int, dropout: float = 0.0):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_mels, n_state, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
+        self.register_buffer("positional_embedding", sinusoids(n_ctx, n_state))
+        self.blocks = nn.ModuleList([ResidualAttentionBlock(n_state, n_head, dropout=dropout) for _ in range(n_layer)])
+        self.ln_post = LayerNorm(n_state)
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """(B, n_mels, 2T) -> (B, T, n_state). T is n_audio_ctx for official models; shorter
+        contexts (a trainer's variable-length windows) use the first T positions."""
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        if x.shape[1] > self.positional_embedding.shape[0]:
+            raise ValueError(f"audio is {x.shape[1]} frames after the conv stem; the model takes {self.positional_embedding.shape[0]}")
+        x = x + self.positional_embedding[: x.shape[1]].to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_post(x)
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int, dropout: float = 0.0):
+        super().__init__()
+        self.token_embedding = nn.Embedding(n_vocab, n_state)
+        self.positional_embedding = nn.Parameter(torch.empty(n_ctx, n_state))
+        self.blocks = nn.ModuleList(
+            [ResidualAttentionBlock(n_state, n_head, cross_attention=True, dropout=dropout) for _ in range(n_layer)]
+        )
+        self.ln = LayerNorm(n_state)
+
+    def forward(self, tokens: Tensor, xa: Tensor, kv_cache: Optional[dict] = None) -> Tensor:
+        """tokens (B, T) and audio features (B', S, n_state) -> fp32 logits (B, T, n_vocab).
+        With a kv_cache, `tokens` are only the new ones; positions continue after the cached ones."""
+        first_attn = self.blocks[0].attn
+        offset = kv_cache[first_attn][0].shape[1] if kv_cache and first_attn in kv_cache else 0
+        x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + tokens.shape[-1]]
+        x = x.to(xa.dtype)
+        for block in self.blocks:
+            x = block(x, xa, causal=True, kv_cache=kv_cache)
+        x = self.ln(x)
+        return (x @ self.token_embedding.weight.to(x.dtype).T).float()  # logits tied to the embedding
+
+
+class Whisper(nn.Module):
+    def __init__(self, dims: ModelDimensions, dropout: float = 0.0):
+        super().__init__()
+        self.dims = dims
+        self.encoder = AudioEncoder(
+            dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer, dropout
+        )
+        self.decoder = TextDecoder(
+            dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer, dropout
+        )
+        # (layer, head) pairs of cross-attention whose maps follow the audio; used for word timings.
+        # Default for models that don't name theirs: every head in the upper half of the decoder.
+        self.alignment_heads = [
+            (layer, head) for layer in range(dims.n_text_layer // 2, dims.n_text_layer) for head in range(dims.n_text_head)
+        ]
+
+    def init_weights(self):
+        """For training from scratch (official checkpoints overwrite everything)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d)):
+                nn.init.normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+        nn.init.normal_(self.decoder.positional_embedding, std=0.01)
+        # scale the projections that write into the residual stream by depth, as GPT-2 does
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.out.weight", "mlp.2.weight")):
+                n_layer = self.dims.n_audio_layer if name.startswith("encoder") else 2 * self.dims.n_text_layer
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layer))
+        return self
+
+    def embed_audio(self, mel: Tensor) -> Tensor:
+        return self.encoder(mel)
+
+    def forward(self, mel: Tensor, tokens: Tensor) -> Tensor:
+        return self.decoder(tokens, self.encoder(mel))
+
+    @property
+    def device(self):
+        return self.decoder.positional_embedding.device
+
+    @property
+    def dtype(self):
+        return self.decoder.positional_embedding.dtype
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.dims.n_vocab >= 51865
+
+    @property
+    def num_languages(self) -> int:
+        return self.dims.n_vocab - 51765 - int(self.is_multilingual)
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding: one loop for greedy, sampling and beam search, batched over 30 s windows. The rules
+# (suppressed tokens, timestamp grammar, beam bookkeeping, ranking) follow openai-whisper's
+# DecodingTask so that, on the same weights, the same tokens come out.
+
+
+@dataclass
+class DecodeResult:
+    tokens: list  # sampled tokens, without the start sequence and without <|endoftext|>
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    language: Optional[str] = None
+    language_probs: Optional[dict] = None
+    temperature: float = 0.0
+    compression_ratio: float = field(init=False)
+
+    def __post_init__(self):
+        raw = self.text.encode("utf-8")
+        self.compression_ratio = len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+@torch.no_grad()
+def detect_language(model: Whisper, audio_features: Tensor, tokenizer) -> list:
+    """Most likely language of each window: [(code, {code: prob})], from the logits after <|sot|>."""
+    sot = torch.full((audio_features.shape[0], 1), tokenizer.sot, device=audio_features.device)
+    logits = model.decoder(sot, audio_features)[:, 0]
+    language_ids = torch.tensor(tokenizer.all_language_tokens, device=logits.device)
+    probs = logits[:, language_ids].softmax(dim=-1).cpu()
+    codes = tokenizer.all_language_codes
+    return [(codes[int(p.argmax())], dict(zip(codes, p.tolist()))) for p in probs]
+
+
+@torch.no_grad()
+def decode(
+    model: Whisper,
+    mel: Tensor,
+    tokenizer=None,
+    *,
+    beam_size: Optional[int] = None,
+    patience: Optional[float] = None,
+    length_penalty: Optional[float] = None,
+    temperature: float = 0.0,
+    best_of: Optional[int] = None,
+    timestamps: bool = False,
+    max_initial_timestamp: Optional[float] = 1.0,
+    prompt=None,
+    prefix=None,
+    suppress_tokens="-1",
+    suppress_blank: bool = True,
+    sample_len: Optional[int] = None,
+    language: Optional[str] = None,
+    task: str = "transcribe",
+) -> list:
+    """Decode a batch of 30 s windows. `mel` is (B, n_mels, frames) or (n_mels, frames), or audio
+    features the encoder already produced. Returns one DecodeResult per window.
+
+    beam_size: beam search with `patience` (collect beam_size * patience finished candidates) and
+        `length_penalty` (None: divide log-prob by length; alpha: Google NMT ((5 + len) / 6) ** alpha).
+    temperature > 0 samples instead of taking the argmax; best_of keeps the best of that many samples.
+    suppress_tokens: "-1" means the non-speech symbols; the special tokens are always suppressed.
+    """
+    from tokenizer import get_tokenizer  # here, so that model.py imports without tiktoken
+
+    if beam_size is not None and best_of is not None:
+        raise ValueError("beam_size and best_of can't be given together")
+    if temperature == 0 and best_of is not None:
+        raise ValueError("best_of needs temperature > 0 (greedy decoding has one outcome)")
+    if patience is not None and beam_size is None:
+        raise ValueError("patience requires beam_size")
+    if length_penalty is not None and not 0 <= length_penalty <= 1:
+        raise ValueError("length_penalty (alpha) should be between 0 and 1")
+
+    single = mel.ndim == 2
+    mel = mel[None] if single else mel
+    if mel.shape[-1] == model.dims.n_audio_state and mel.shape[-2] != model.dims.n_mels:
+        audio_features = mel.to(model.dtype)  # already encoded
+    else:
+        audio_features = model.embed_audio(mel.to(model.device, model.dtype))
+    n_audio = audio_features.shape[0]
+
+    # the language: given, detected per window on multilingual models, or none for .en models
+    if tokenizer is None:
+        tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
+    languages, language_probs = [tokenizer.language] * n_audio, [None] * n_audio
+    if model.is_multilingual and language is None:
+        detected = detect_language(model, audio_features, tokenizer)
+        languages, language_probs = [code for code, _ in detected], [probs for _, probs in detected]
+
+    # the start: [<|startofprev|> prompt] <|startoftranscript|> [lang task] [<|notimestamps|>] [prefix]
+    n_ctx = model.dims.n_text_ctx
+    sample_len = sample_len or n_ctx // 2
+    start = list(tokenizer.sot_sequence if timestamps else tokenizer.sot_sequence_including_notimestamps)
+    if prefix:
+        prefix_ids = tokenizer.encode(" " + prefix.strip()) if isinstance(prefix, str) else list(prefix)
+        keep = n_ctx // 2 - sample_len  # room left in the first half of the context, if any
+        start += prefix_ids[-keep:] if keep > 0 else prefix_ids
+    if prompt:
+        prompt_ids = tokenizer.encode(" " + prompt.strip()) if isinstance(prompt, str) else list(prompt)
+        start = [tokenizer.sot_prev] + prompt_ids[-(n_ctx // 2 - 1) :] + start
+    sample_begin, sot_index = len(start), start.index(tokenizer.sot)
+    initial = torch.tensor(start, device=audio_features.device).repeat(n_audio, 1)
+    if model.is_multilingual:  # each window gets its own language token
+        initial[:, sot_index + 1] = torch.tensor([tokenizer.language_token(c) for c in languages])
+
+    rules = _LogitRules(tokenizer, sample_begin, suppress_tokens, suppress_blank, timestamps, max_initial_timestamp,
+                        n_audio_ctx=model.dims.n_audio_ctx)
+    n_group = beam_size or best_of or 1
+    tokens = initial.repeat_interleave(n_group, dim=0)
+    sum_logprobs = torch.zeros(tokens.shape[0], device=tokens.device)
+    beam = _BeamState(beam_size, patience, n_audio, tokenizer.eot) if beam_size else None
+    kv_cache = {}
+    no_speech_probs = [float("nan")] * n_audio
+
+    for step in range(sample_len):
+        logits = model.decoder(tokens if step == 0 else tokens[:, -1:], audio_features, kv_cache)
+        if step == 0:
+            probs_at_sot = logits[::n_group, sot_index].softmax(dim=-1)
+            no_speech_probs = probs_at_sot[:, tokenizer.no_speech].tolist()
+        logits = logits[:, -1]
+        rules.apply(logits, tokens)
+        if beam is not None:
+            tokens, sum_logprobs, source = beam.step(tokens, logits, sum_logprobs)
+            kv_cache = {module: (k[source], v[source]) for module, (k, v) in kv_cache.items()}
+            completed = beam.completed()
+        else:
+            tokens, completed = _sample_step(tokens, logits, sum_logprobs, temperature, tokenizer.eot)
+        if completed or tokens.shape[-1] > n_ctx:
+            break
+
+    # candidates per window, each cut between the first sampled token and <|endoftext|>
+    if beam is not None:
+        candidates = beam.finalize(tokens.view(n_audio, n_group, -1), sum_logprobs.view(n_audio, n_group))
+    else:
+        ended = F.pad(tokens, (0, 1), value=tokenizer.eot).view(n_audio, n_group, -1).tolist()
+        scores = sum_logprobs.view(n_audio, n_group).tolist()
+        candidates = [list(zip(ended[i], scores[i])) for i in range(n_audio)]
+
+    results = []
+    for i, group in enumerate(candidates):
+        group = [(seq[sample_begin : seq.index(tokenizer.eot, sample_begin)], score) for seq, score in group]
+        best, score = max(group, key=lambda c: score_with_length_penalty(c[1], len(c[0]), length_penalty))
+        results.append(
+            DecodeResult(
+                tokens=best,
+                text=tokenizer.decode(best).strip(),
+                avg_logprob=score / (len(best) + 1),
+                no_speech_prob=no_speech_probs[i],
+                language=languages[i] or "en",
+                language_probs=language_probs[i],
+                temperature=temperature,
+            )
+        )
+    return results[0] if single else results
+
+
+def score_with_length_penalty(logprob: float, length: int, alpha: Optional[float]) -> float:
+    """None: the mean log-prob per token; alpha in [0, 1]: Google NMT's ((5 + len) / 6) ** alpha."""
+    return logprob / (max(length, 1) if alpha is None else ((5 + length) / 6) ** alpha)
+
+
+def _sample_step(tokens: Tensor, logits: Tensor, sum_logprobs: Tensor, temperature: float, eot: int):
+    """Greedy (temperature 0) or sampled next token for every row; finished rows keep emitting eot."""
+    if temperature == 0:
+        next_tokens = logits.argmax(dim=-1)
+    else:
+        next_tokens = torch.distributions.Categorical(logits=logits / temperature).sample()
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    finished = tokens[:, -1] == eot
+    sum_logprobs += logprobs[torch.arange(len(next_tokens)), next_tokens] * ~finished
+    next_tokens[finished] = eot
+    tokens = torch.cat([tokens, next_tokens[:, None]], dim=-1)
+    return tokens, bool((tokens[:, -1] == eot).all())
+
+
+class _BeamState:
+    """Beam search bookkeeping for n_audio groups of beam_size rows.
+
+    Each step, every live beam proposes its beam_size + 1 best next tokens; per audio the best
+    candidates are taken in order of total log-prob: those ending in eot are set aside as finished
+    (up to beam_size * patience of them), the others become the next beam_size live beams.
+    """
+
+    def __init__(self, beam_size: int, patience: Optional[float], n_audio: int, eot: int):
+        self.beam_size, self.eot = beam_size, eot
+        self.max_candidates = round(beam_size * (patience or 1.0))
+        if self.max_candidates <= 0:
+            raise ValueError(f"invalid beam size ({beam_size}) or patience ({patience})")
+        self.finished = [{} for _ in range(n_audio)]  # per audio: {token tuple: sum log-prob}
+
+    def step(self, tokens: Tensor, logits: Tensor, sum_logprobs: Tensor):
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        top_logprobs, top_tokens = logprobs.topk(self.beam_size + 1, dim=-1)
+        totals = (sum_logprobs[:, None] + top_logprobs).tolist()
+        top_tokens, prefixes = top_tokens.tolist(), tokens.tolist()
+        next_seqs, next_scores, sources = [], [], []
+        for i, finished in enumerate(self.finished):
+            candidates = {}  # sequence -> (score, source row); a later duplicate overwrites, as a dict does
+            for row in range(i * self.beam_size, (i + 1) * self.beam_size):
+                for token, total in zip(top_tokens[row], totals[row]):
+                    candidates[tuple(prefixes[row] + [token])] = (total, row)
+            newly_finished, kept = {}, 0
+            for seq, (score, row) in sorted(candidates.items(), key=lambda kv: kv[1][0], reverse=True):
+                if seq[-1] == self.eot:
+                    newly_finished[seq] = score
+                    continue
+                next_seqs.append(seq)
+                next_scores.append(score)
+                sources.append(row)
+                kept += 1
+                if kept == self.beam_size:
+                    break
+            for seq in sorted(newly_finished, key=newly_finished.get, reverse=True):
+                if len(finished) >= self.max_candidates:
+                    break
+                finished[seq] = newly_finished[seq]
+        device = tokens.device
+        return (
+            torch.tensor(next_seqs, device=device),
+            torch.tensor(next_scores, device=device),
+            torch.tensor(sources, device=device),
+        )
+
+    def completed(self) -> bool:
+        return all(len(finished) >= self.max_candidates for finished in self.finished)
+
+    def finalize(self, tokens: Tensor, sum_logprobs: Tensor) -> list:
+        """Finished candidates per audio, topped up with the best live beams if too few finished."""
+        out = []
+        for i, finished in enumerate(self.finished):
+            finished = dict(finished)
+            if len(finished) < self.beam_size:
+                for j in sum_logprobs[i].argsort(descending=True).tolist():
+                    finished[tuple(tokens[i, j].tolist() + [self.eot])] = sum_logprobs[i, j].item()
+                    if len(finished) >= self.beam_size:
+                        break
+            out.append([(list(seq), score) for seq, score in finished.items()])
+        return out
+
+
+class _LogitRules:
+    """Masks the next-token logits in place: tokens that must never be sampled, no blank start,
+    and the timestamp grammar (timestamps come in non-decreasing pairs around text)."""
+
+    def __init__(self, tokenizer, sample_begin, suppress_tokens, suppress_blank, timestamps, max_initial_timestamp,
+                 n_audio_ctx=1500):
+        self.tokenizer, self.sample_begin, self.timestamps = tokenizer, sample_begin, timestamps
+        suppress = []
+        if isinstance(suppress_tokens, str):
+            suppress = [int(t) for t in suppress_tokens.split(",") if t.strip()]
+        elif suppress_tokens:
+            suppress = list(suppress_tokens)
+        if -1 in suppress:
+            suppress = [t for t in suppress if t >= 0] + list(tokenizer.non_speech_tokens)
+        t = tokenizer
+        suppress += [t.transcribe, t.translate, t.sot, t.sot_prev, t.sot_lm, t.no_speech]
+        self.suppress = sorted(set(suppress))
+        self.blank = tokenizer.encode(" ") + [tokenizer.eot]
+        self.suppress_blank = suppress_blank
+        self.max_initial_index = None
+        if max_initial_timestamp:
+            self.max_initial_index = round(max_initial_timestamp / (CHUNK_LENGTH / n_audio_ctx))
+
+    def apply(self, logits: Tensor, tokens: Tensor):
+        inf = float("-inf")
+        at_start = tokens.shape[1] == self.sample_begin
+        if self.suppress_blank and at_start:
+            logits[:, self.blank] = inf
+        logits[:, self.suppress] = inf
+        if not self.timestamps:
+            return
+        ts_begin, eot = self.tokenizer.timestamp_begin, self.tokenizer.eot
+        logits[:, self.tokenizer.no_timestamps] = inf
+        sampled = tokens[:, self.sample_begin :].tolist()
+        for k, seq in enumerate(sampled):
+            last_ts = len(seq) >= 1 and seq[-1] >= ts_begin
+            penultimate_ts = len(seq) < 2 or seq[-2] >= ts_begin
+            if last_ts:
+                if penultimate_ts:  # a pair just closed: text (or eot) must follow
+                    logits[k, ts_begin:] = inf
+                else:  # an opening timestamp: the next one closes it, or the text ends
+                    logits[k, :eot] = inf
+            seen = [s for s in seq if s >= ts_begin]
+            if seen:  # never go back in time; a segment must have a nonzero length
+                last = seen[-1] if (last_ts and not penultimate_ts) else seen[-1] + 1
+                logits[k, ts_begin:last] = inf
+        if at_start:
+            logits[:, :ts_begin] = inf  # the first token is a timestamp
+            if self.max_initial_index is not None:
+                logits[:, ts_begin + self.max_initial_index + 1 :] = inf
+        # when the timestamps together are likelier than any single text token, take a timestamp
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        ts_mass = logprobs[:, ts_begin:].logsumexp(dim=-1)
+        best_text = logprobs[:, :ts_begin].max(dim=-1).values
+        logits[ts_mass > best_text, :ts_begin] = inf

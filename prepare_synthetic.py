@@ -1,0 +1,447 @@
+"""
+An offline speech corpus with known transcripts, synthesised by espeak-ng, in LibriSpeech's layout.
+
+    python prepare_synthetic.py --out data/synthetic_src --hours 2      # ~2 h, a few minutes on 2 cores
+    python prepare_librispeech.py --librispeech-dir data/synthetic_src --out data/synthetic
+
+Writes <out>/{train,dev,test}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (16 kHz, 16-bit) plus
+<speaker>-<chapter>.trans.txt with UPPERCASE transcripts, exactly like LibriSpeech, so the real prepare
+script shards it with no special case. espeak-ng comes from PyPI `espeakng-loader` and is driven
+through ctypes (no system package, no network).
+
+Choices, made for the training goal (a small model trained for 15 min on 2 CPU cores should get
+under 25% WER on `test`):
+- Sentences are short: 3 to 16 words (8 on average), about 1.5-6 s of audio with the silence.
+  Short targets keep batches cheap and a small decoder's job easy.
+- The vocabulary is moderate (~700 words: names, places, numbers, everyday nouns, verbs and
+  adjectives) but the space of sentences is combinatorially vast (> 10^12 from ~40 templates), so
+  the model must learn words and sounds, it cannot memorise sentences.
+- Transcripts are what espeak says: numbers, years, times and prices are written out in words
+  ("TWELVE DOLLARS AND FIFTY CENTS"), so audio and text always agree.
+- Every sentence belongs to exactly one split by a hash of its text (5% test, 5% dev, 90% train),
+  so test and dev sentences can never occur in train, whatever the seed or size.
+- 48 speakers, each a distinct (accent, variant) pair out of 8 English accents x 54 espeak voice
+  variants, with its own base speed (140-190 wpm), pitch and pitch range, jittered per utterance; then random gain, 50-400 ms of
+  silence at each end, and light white noise (SNR 20-45 dB). The `test` subset also has one voice
+  (variant f5, `HELD_OUT_VOICE`) that is never used in train or dev; it reads ~20% of test.
+- Deterministic for a seed: every utterance draws from its own RNG seeded by (seed, split, index)
+  and is synthesised from espeak's freshly initialised state (see ESpeak.synth), so the output is
+  byte-identical whatever the number of workers.
+"""
+import argparse
+import ctypes
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from multiprocessing import Pool
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+SPLITS = ("train", "dev", "test")
+ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
+VARIANTS = (  # espeak-ng voice variants that sound like a person (no robots, croaks or whispers)
+    "m1 m2 m3 m4 m5 m6 m7 m8 f1 f2 f3 f4 klatt klatt2 klatt3 klatt4 adam Andy belinda benjamin david ed "
+    "edward john linda max paul quincy rob robert steph travis victor zac Alex Alicia Annie Denis Gene "
+    "Hugo Jacky Lee Michael Mike Nguyen Reed aunty boris caleb grandma grandpa ian iven norbert shelby"
+).split()
+HELD_OUT_VOICE = "en-us+f5"  # test only: variant f5 is in no train or dev voice
+HELD_OUT_SHARE = 0.2
+N_SPEAKERS = 48  # train/dev speakers; the held-out one is speaker 9000
+
+# --------------------------------------------------------------------------------------------------
+# sentences
+
+NAMES = (
+    "james mary john linda robert sarah david emma michael anna peter laura thomas julia daniel grace paul "
+    "helen mark kate george alice henry rachel simon lucy oliver sophie jack olivia sam nina frank clara "
+    "oscar emily victor diana martin ruth leo maria adam rose ben jane carl eva hugo amy tom lisa steven "
+    "karen brian megan kevin holly eric nora ryan chloe"
+).split()
+SURNAMES = (
+    "smith brown taylor wilson johnson walker wright green hall wood clark baker turner hill moore cooper "
+    "ward king parker young harris lewis robinson martin white thompson carter mitchell bell murphy"
+).split()
+PLACES = (
+    "london paris berlin madrid rome tokyo boston chicago denver dallas seattle toronto dublin glasgow "
+    "edinburgh oxford cambridge vienna prague lisbon sydney melbourne houston atlanta miami phoenix "
+    "portland montreal vancouver brussels amsterdam oslo stockholm helsinki warsaw athens cairo delhi "
+    "singapore austin leeds bristol cardiff belfast york manchester liverpool geneva zurich naples"
+).split()
+COUNTRIES = (
+    "france spain italy germany canada mexico brazil japan china india egypt kenya norway sweden "
+    "ireland scotland wales england poland greece turkey peru chile australia"
+).split()
+DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+MONTHS = "january february march april may june july august september october november december".split()
+NOUNS = (
+    "book table window car train ticket letter bottle coffee kitchen garden door chair phone computer "
+    "camera bicycle bag box key map picture lamp clock shirt jacket hat shoe cup plate glass bread apple "
+    "orange cake sandwich pizza river mountain lake forest beach road bridge station airport hotel "
+    "office school library museum hospital market shop park street house room bed sofa desk pen pencil "
+    "paper newspaper magazine radio guitar piano song movie game ball dog cat horse bird fish cow "
+    "sheep boat plane bus truck doctor teacher student driver farmer nurse pilot artist baker lawyer "
+    "engineer manager neighbour friend brother sister mother father uncle aunt cousin child baby "
+    "umbrella blanket pillow candle mirror basket wallet watch ring button envelope package parcel"
+).split()
+PLURALS = {"child": "children", "baby": "babies", "fish": "fish", "sheep": "sheep", "glass": "glasses",
+           "box": "boxes", "watch": "watches", "sandwich": "sandwiches", "bus": "buses", "key": "keys",
+           "lady": "ladies", "shelf": "shelves"}
+ADJECTIVES = (
+    "red blue green yellow black white brown small large big little old new young heavy light quiet "
+    "loud warm cold hot cheap expensive clean dirty empty full bright dark soft hard short long tall "
+    "happy tired busy lucky famous strange simple lovely wooden broken friendly careful early late"
+).split()
+VERBS = [  # base, past
+    ("buy", "bought"), ("find", "found"), ("open", "opened"), ("close", "closed"), ("carry", "carried"),
+    ("paint", "painted"), ("clean", "cleaned"), ("sell", "sold"), ("send", "sent"), ("bring", "brought"),
+    ("take", "took"), ("lose", "lost"), ("fix", "fixed"), ("move", "moved"), ("order", "ordered"),
+    ("wash", "washed"), ("check", "checked"), ("borrow", "borrowed"), ("return", "returned"),
+    ("pack", "packed"), ("drop", "dropped"), ("hide", "hid"), ("build", "built"), ("draw", "drew"),
+    ("keep", "kept"), ("need", "needed"), ("want", "wanted"), ("like", "liked"), ("see", "saw"),
+    ("leave", "left"), ("collect", "collected"), ("deliver", "delivered"), ("share", "shared"),
+]
+TRAVEL = [("visit", "visited"), ("leave", "left"), ("reach", "reached"), ("fly to", "flew to"),
+          ("drive to", "drove to"), ("move to", "moved to"), ("call", "called")]
+TIMES_OF_DAY = ["in the morning", "in the afternoon", "in the evening", "at night", "at noon", "at midnight"]
+PREPOSITIONS = ["on", "under", "behind", "next to", "near", "in front of", "inside", "beside"]
+PHRASES = [
+    "good morning", "thank you very much", "see you tomorrow", "have a nice day", "excuse me",
+    "i am sorry", "that sounds great", "no problem at all", "of course", "let me think",
+    "i do not know", "please wait a moment", "are you sure", "well done", "what a surprise",
+]
+
+ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
+       "sixteen seventeen eighteen nineteen".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+           "nine": "ninth", "twelve": "twelfth"}
+
+
+def number_words(n: int) -> str:
+    """0 <= n < 10**6, British style ("three hundred and five")."""
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
+    rest = n % 1000
+    head = number_words(n // 1000) + " thousand"
+    return head if rest == 0 else head + (" and " if rest < 100 else " ") + number_words(rest)
+
+
+def ordinal_words(n: int) -> str:
+    words = number_words(n).split()
+    last = words[-1]
+    if last in ORDINAL:
+        words[-1] = ORDINAL[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def year_words(y: int) -> str:
+    if 2000 <= y < 2010:
+        return "two thousand" + ("" if y == 2000 else " and " + ONES[y % 10])
+    hi, lo = divmod(y, 100)
+    return number_words(hi) + (" hundred" if lo == 0 else (" oh " + ONES[lo] if lo < 10 else " " + number_words(lo)))
+
+
+def plural(noun: str) -> str:
+    return PLURALS.get(noun, noun + "s")
+
+
+def count_of(r: random.Random, noun: str) -> str:
+    n = r.choice([2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, r.randint(2, 99), r.randint(100, 999)])
+    return f"{number_words(n)} {plural(noun)}"
+
+
+def person(r: random.Random) -> str:
+    return r.choice(NAMES) if r.random() < 0.7 else f"{r.choice(NAMES)} {r.choice(SURNAMES)}"
+
+
+def the_thing(r: random.Random) -> str:
+    return f"the {r.choice(ADJECTIVES)} {r.choice(NOUNS)}" if r.random() < 0.5 else f"the {r.choice(NOUNS)}"
+
+
+def clock(r: random.Random) -> str:
+    h, m = r.randint(1, 12), r.choice([0, 5, 10, 15, 20, 30, 40, 45, 50, r.randint(1, 59)])
+    if m == 0:
+        return f"{number_words(h)} o'clock"
+    if m == 30 and r.random() < 0.5:
+        return f"half past {number_words(h)}"
+    return f"{number_words(h)} {'oh ' + ONES[m] if m < 10 else number_words(m)}"
+
+
+def date(r: random.Random) -> str:
+    return f"the {ordinal_words(r.randint(1, 28))} of {r.choice(MONTHS)}"
+
+
+TEMPLATES = [
+    lambda r: f"{person(r)} {r.choice(VERBS)[1]} {count_of(r, r.choice(NOUNS))} in {r.choice(PLACES)}",
+    lambda r: f"{person(r)} {r.choice(VERBS)[1]} {the_thing(r)} on {r.choice(DAYS)}",
+    lambda r: f"{the_thing(r)} is {r.choice(PREPOSITIONS)} {the_thing(r)}",
+    lambda r: f"please {r.choice(VERBS)[0]} {the_thing(r)} before {clock(r)}",
+    lambda r: f"can you {r.choice(VERBS)[0]} {the_thing(r)} for {person(r)}",
+    lambda r: f"{person(r)} and {person(r)} will meet in {r.choice(PLACES)} at {clock(r)}",
+    lambda r: f"it costs {number_words(r.randint(1, 999))} dollars and {number_words(r.randint(1, 99))} cents",
+    lambda r: f"the {r.choice(NOUNS)} costs {number_words(r.randint(2, 500))} pounds",
+    lambda r: f"my number is {' '.join(ONES[r.randint(0, 9)] for _ in range(r.randint(4, 7)))}",
+    lambda r: f"{person(r)} lives at {number_words(r.randint(1, 999))} {r.choice(SURNAMES)} street",
+    lambda r: f"we {r.choice(TRAVEL)[1]} {r.choice(PLACES)} in {year_words(r.randint(1900, 2009))}",
+    lambda r: f"{person(r)} was born in {r.choice(COUNTRIES)} in {year_words(r.randint(1920, 2009))}",
+    lambda r: f"the train to {r.choice(PLACES)} leaves at {clock(r)}",
+    lambda r: f"the meeting is on {r.choice(DAYS)} {date(r)}",
+    lambda r: f"{person(r)} will {r.choice(TRAVEL)[0]} {r.choice(PLACES)} on {date(r)}",
+    lambda r: f"turn left after {the_thing(r)} and walk {number_words(r.randint(2, 900))} metres",
+    lambda r: f"there are {count_of(r, r.choice(NOUNS))} {r.choice(PREPOSITIONS)} {the_thing(r)}",
+    lambda r: f"{person(r)} has {count_of(r, r.choice(NOUNS))} and {count_of(r, r.choice(NOUNS))}",
+    lambda r: f"i {r.choice(VERBS)[1]} {the_thing(r)} {r.choice(TIMES_OF_DAY)}",
+    lambda r: f"{r.choice(PHRASES)} {person(r)}",
+    lambda r: f"{r.choice(PHRASES)} the {r.choice(NOUNS)} is {r.choice(ADJECTIVES)}",
+    lambda r: f"do you {r.choice(VERBS)[0]} {the_thing(r)} or {the_thing(r)}",
+    lambda r: f"the {r.choice(NOUNS)} was {r.choice(ADJECTIVES)} and {r.choice(ADJECTIVES)}",
+    lambda r: f"{person(r)} is a {r.choice(ADJECTIVES)} {r.choice(NOUNS)} from {r.choice(PLACES)}",
+    lambda r: f"it is {number_words(r.randint(0, 40))} degrees in {r.choice(PLACES)} {r.choice(TIMES_OF_DAY)}",
+    lambda r: f"room {number_words(r.randint(1, 999))} is on the {ordinal_words(r.randint(1, 30))} floor",
+    lambda r: f"{person(r)} {r.choice(TRAVEL)[1]} {r.choice(COUNTRIES)} last {r.choice(MONTHS)}",
+    lambda r: f"the flight from {r.choice(PLACES)} to {r.choice(PLACES)} takes {number_words(r.randint(2, 14))} hours",
+    lambda r: f"we need {count_of(r, r.choice(NOUNS))} for {person(r)} by {r.choice(DAYS)}",
+    lambda r: f"{person(r)} {r.choice(VERBS)[1]} {the_thing(r)} {r.choice(PREPOSITIONS)} {the_thing(r)}",
+    lambda r: f"the score was {number_words(r.randint(0, 9))} to {number_words(r.randint(0, 9))} on {r.choice(DAYS)}",
+    lambda r: f"add {number_words(r.randint(1, 99))} and {number_words(r.randint(1, 99))} to get the answer",
+    lambda r: f"page {number_words(r.randint(1, 999))} of the {r.choice(ADJECTIVES)} book is missing",
+    lambda r: f"does {person(r)} {r.choice(VERBS)[0]} the {plural(r.choice(NOUNS))} on {r.choice(DAYS)}",
+    lambda r: f"{person(r)} {r.choice(VERBS)[1]} a {r.choice(ADJECTIVES)} {r.choice(NOUNS)} {r.choice(TIMES_OF_DAY)}",
+    lambda r: f"the shop in {r.choice(PLACES)} opens at {clock(r)} on {r.choice(DAYS)}",
+    lambda r: f"my {r.choice(['brother', 'sister', 'mother', 'father', 'friend', 'neighbour'])} "
+              f"{r.choice(VERBS)[1]} {the_thing(r)} yesterday",
+    lambda r: f"we saw {count_of(r, r.choice(NOUNS))} near the {r.choice(NOUNS)} in {r.choice(PLACES)}",
+    lambda r: f"{person(r)} says the {r.choice(NOUNS)} is too {r.choice(ADJECTIVES)}",
+    lambda r: f"call {person(r)} at {clock(r)} {r.choice(TIMES_OF_DAY)}",
+]
+
+
+def split_of(sentence: str) -> str:
+    """Each sentence's split is a function of its text alone: test and dev never leak into train."""
+    bucket = int.from_bytes(hashlib.sha1(sentence.encode()).digest()[:4], "big") % 100
+    return "test" if bucket < 5 else "dev" if bucket < 10 else "train"
+
+
+def make_sentence(r: random.Random, split: str) -> str:
+    """Lowercase words, as spoken. Draws until the sentence hashes into `split` (cheap rejection)."""
+    while True:
+        words = r.choice(TEMPLATES)(r).split()
+        if len(words) <= 16 and split_of(" ".join(words)) == split:
+            return " ".join(words)
+
+
+# --------------------------------------------------------------------------------------------------
+# voices
+
+def make_speakers(seed: int) -> list:
+    """N_SPEAKERS distinct (accent, variant) voices with their own speed, pitch and range."""
+    r = random.Random(f"{seed}/speakers")
+    combos = [(a, v) for a in ACCENTS for v in VARIANTS]
+    r.shuffle(combos)
+    speakers = []
+    for i, (accent, variant) in enumerate(combos[:N_SPEAKERS]):
+        speakers.append(dict(id=1000 + i * 10, voice=f"{accent}+{variant}", rate=r.randint(140, 190),
+                             pitch=r.randint(35, 65), range=r.randint(30, 80)))
+    held_out = dict(id=9000, voice=HELD_OUT_VOICE, rate=r.randint(150, 180), pitch=50, range=50)
+    return speakers + [held_out]
+
+
+class ESpeak:
+    """espeak-ng through ctypes, synchronous mode: espeak_Synth returns once all audio is in `chunks`."""
+
+    def __init__(self):
+        import espeakng_loader
+
+        self.lib = lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.sample_rate = lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)  # 2: synchronous
+        if self.sample_rate <= 0:
+            raise RuntimeError(f"espeak-ng failed to initialise from {espeakng_loader.get_data_path()}")
+        self.chunks = []
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+        self._callback = callback_type(self._on_audio)  # keep a reference: C holds only a raw pointer
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _on_audio(self, wav, n, events):
+        if n > 0:
+            self.chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
+        return 0  # 0: keep going
+
+    def synth(self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50,
+              seed: int = 0) -> np.ndarray:
+        """int16 audio at self.sample_rate (22050 Hz), synthesised in a forked child process.
+
+        espeak-ng keeps hidden state between calls (a pitch-flutter phase, automatic gain, an echo
+        buffer: C statics no API resets), so the same call gives slightly different audio depending on
+        what the process said before. A child forked from the freshly initialised engine always starts
+        from the same state: the audio is a function of the arguments alone, whatever the number of
+        workers. The fork costs ~10 ms, a price worth paying for reproducible data.
+        """
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: synthesise, send the samples up the pipe, exit without Python cleanup
+            code = 1
+            try:
+                os.close(read_fd)
+                code = 2 if self.lib.espeak_SetVoiceByName(voice.encode()) != 0 else 1
+                if code == 1:
+                    self.lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))  # breath noise; seeded from the clock otherwise
+                    for param, value in ((1, rate), (3, pitch), (4, pitch_range)):  # RATE, PITCH, RANGE
+                        self.lib.espeak_SetParameter(param, value, 0)
+                    data = text.encode()
+                    if self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, 1, None, None) == 0:  # 1: UTF-8
+                        with os.fdopen(write_fd, "wb") as f:
+                            f.write(b"".join(chunk.tobytes() for chunk in self.chunks))
+                        code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 2:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        if status != 0:
+            raise RuntimeError(f"espeak-ng could not synthesise {text!r} with voice {voice!r}")
+        return np.frombuffer(data, np.int16)
+
+
+_espeak = None
+
+
+def synthesize(text: str, speaker: dict, r: random.Random) -> np.ndarray:
+    """One utterance at 16 kHz: speaker's voice with per-utterance jitter, silence, gain and noise."""
+    global _espeak
+    import soxr
+
+    if _espeak is None:
+        _espeak = ESpeak()
+    audio = _espeak.synth(text, speaker["voice"], rate=speaker["rate"] + r.randint(-12, 12),
+                          pitch=min(99, max(0, speaker["pitch"] + r.randint(-6, 6))), pitch_range=speaker["range"], seed=r.getrandbits(31))
+    audio = soxr.resample(audio.astype(np.float32) / 32768.0, _espeak.sample_rate, SAMPLE_RATE)
+    noise_rng = np.random.default_rng(r.getrandbits(64))
+    lead, tail = (np.zeros(int(SAMPLE_RATE * r.uniform(0.05, 0.4)), np.float32) for _ in range(2))
+    audio = np.concatenate([lead, audio, tail])
+    audio *= r.uniform(0.3, 0.9) / max(1e-4, float(np.abs(audio).max()))
+    rms = float(np.sqrt(np.mean(audio**2)))
+    snr_db = r.uniform(20, 45)
+    audio += noise_rng.standard_normal(len(audio)).astype(np.float32) * rms * 10 ** (-snr_db / 20)
+    return np.clip(audio, -1, 1)
+
+
+def utterance(job):
+    """Worker: (seed, split, index, speakers) -> (speaker id, text, flac bytes, seconds)."""
+    import soundfile
+
+    seed, split, index, speakers = job
+    r = random.Random(f"{seed}/{split}/{index}")
+    text = make_sentence(r, split)
+    if split == "test" and r.random() < HELD_OUT_SHARE:
+        speaker = speakers[-1]
+    else:
+        speaker = r.choice(speakers[:-1])
+    audio = synthesize(text, speaker, r)
+    buf = io.BytesIO()
+    soundfile.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return speaker["id"], text, buf.getvalue(), len(audio) / SAMPLE_RATE
+
+
+def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, workers: int, bar) -> dict:
+    """Synthesise utterances in index order until `seconds` of audio; write flacs and transcripts."""
+    speakers = make_speakers(seed)
+    transcripts, total, index, counters = {}, 0.0, 0, {}
+    window = 16 * workers  # jobs in flight; bounded so we stop soon after the target
+    while total < seconds:
+        jobs = [(seed, split, index + k, speakers) for k in range(window)]
+        results = pool.imap(utterance, jobs, chunksize=4) if pool else map(utterance, jobs)
+        for speaker_id, text, flac, duration in results:
+            index += 1
+            # chapters: blocks of 100 utterances; split offsets keep chapter ids unique across subsets
+            chapter = {"train": 100000, "dev": 700000, "test": 800000}[split] + (index - 1) // 100
+            n = counters.get((speaker_id, chapter), 0)
+            counters[(speaker_id, chapter)] = n + 1
+            utt_id = f"{speaker_id}-{chapter}-{n:04d}"
+            folder = os.path.join(out_dir, split, str(speaker_id), str(chapter))
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, utt_id + ".flac"), "wb") as f:
+                f.write(flac)
+            transcripts.setdefault(folder, []).append(f"{utt_id} {text.upper()}")
+            total += duration
+            bar.update(duration)
+            if total >= seconds:
+                break
+    for folder, lines in transcripts.items():
+        speaker_id, chapter = folder.split(os.sep)[-2:]
+        with open(os.path.join(folder, f"{speaker_id}-{chapter}.trans.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return dict(utterances=index, seconds=round(total, 2))
+
+
+def main(argv=None):
+    from tqdm import tqdm
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="data/synthetic_src", help="corpus root; train/, dev/, test/ go inside")
+    p.add_argument("--hours", type=float, default=2.0, help="total audio (fractions fine: 0.01 = 36 s)")
+    p.add_argument("--dev-fraction", type=float, default=0.05)
+    p.add_argument("--test-fraction", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--overwrite", action="store_true", help="delete existing train/dev/test under --out first")
+    args = p.parse_args(argv)
+    if args.hours <= 0:
+        sys.exit(f"error: --hours must be positive, got {args.hours}")
+    for split in SPLITS:
+        path = os.path.join(args.out, split)
+        if os.path.exists(path):
+            if not args.overwrite:
+                sys.exit(f"error: {path} already exists; pass --overwrite to replace it")
+            shutil.rmtree(path)
+    os.makedirs(args.out, exist_ok=True)
+
+    total = args.hours * 3600
+    targets = {"dev": total * args.dev_fraction, "test": total * args.test_fraction}
+    targets["train"] = total - targets["dev"] - targets["test"]
+    t0 = time.time()
+    stats = {}
+    pool = Pool(args.workers) if args.workers > 1 else None
+    try:
+        with tqdm(total=round(total), unit="s", unit_scale=True, desc="seconds of audio", dynamic_ncols=True) as bar:
+            for split in SPLITS:
+                stats[split] = generate_split(args.out, split, targets[split], args.seed, pool, args.workers, bar)
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    elapsed = time.time() - t0
+    n = sum(s["utterances"] for s in stats.values())
+    seconds = sum(s["seconds"] for s in stats.values())
+    info = dict(seed=args.seed, hours=args.hours, splits=stats, speakers=make_speakers(args.seed),
+                held_out_voice=HELD_OUT_VOICE, held_out_speaker=9000)
+    with open(os.path.join(args.out, "synthetic.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    print(f"{n} utterances, {seconds / 3600:.3f} h of audio in {elapsed:.1f} s with {args.workers} workers: "
+          f"{n / elapsed:.1f} utt/s, {n / elapsed / args.workers:.1f} utt/s per core, "
+          f"{seconds / elapsed:.0f}x real time -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,10 +20,11 @@ under 25% WER on `test`):
   ("TWELVE DOLLARS AND FIFTY CENTS"), so audio and text always agree.
 - Every sentence belongs to exactly one split by a hash of its text (5% test, 5% dev, 90% train),
   so test and dev sentences can never occur in train, whatever the seed or size.
-- 48 speakers, each a distinct (accent, variant) pair out of 8 English accents x 54 espeak voice
-  variants, with its own base speed (140-190 wpm), pitch and pitch range, jittered per utterance; then random gain, 50-400 ms of
-  silence at each end, and light white noise (SNR 20-45 dB). The `test` subset also has one voice
-  (variant f5, `HELD_OUT_VOICE`) that is never used in train or dev; it reads ~20% of test.
+- 48 speakers, each a distinct (accent, variant) pair out of 8 English accents x 55 espeak voice
+  variants, with its own base speed (140-190 wpm), pitch and pitch range, jittered per utterance;
+  then random gain, 50-400 ms of silence at each end, and light white noise (SNR 20-45 dB). The
+  `test` subset also has one voice (variant f5, `HELD_OUT_VOICE`) that is never used in train or
+  dev; it reads ~20% of test.
 - Deterministic for a seed: every utterance draws from its own RNG seeded by (seed, split, index)
   and is synthesised from espeak's freshly initialised state (see ESpeak.synth), so the output is
   byte-identical whatever the number of workers.
@@ -33,6 +34,7 @@ import ctypes
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import shutil
@@ -334,8 +336,8 @@ def synthesize(text: str, speaker: dict, r: random.Random) -> np.ndarray:
 
     if _espeak is None:
         _espeak = ESpeak()
-    audio = _espeak.synth(text, speaker["voice"], rate=speaker["rate"] + r.randint(-12, 12),
-                          pitch=min(99, max(0, speaker["pitch"] + r.randint(-6, 6))), pitch_range=speaker["range"], seed=r.getrandbits(31))
+    rate, pitch = speaker["rate"] + r.randint(-12, 12), min(99, max(0, speaker["pitch"] + r.randint(-6, 6)))
+    audio = _espeak.synth(text, speaker["voice"], rate, pitch, speaker["range"], seed=r.getrandbits(31))
     audio = soxr.resample(audio.astype(np.float32) / 32768.0, _espeak.sample_rate, SAMPLE_RATE)
     noise_rng = np.random.default_rng(r.getrandbits(64))
     lead, tail = (np.zeros(int(SAMPLE_RATE * r.uniform(0.05, 0.4)), np.float32) for _ in range(2))
@@ -368,10 +370,11 @@ def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, wo
     """Synthesise utterances in index order until `seconds` of audio; write flacs and transcripts."""
     speakers = make_speakers(seed)
     transcripts, total, index, counters = {}, 0.0, 0, {}
-    window = 16 * workers  # jobs in flight; bounded so we stop soon after the target
     while total < seconds:
+        # jobs per round: enough for the seconds still missing (~3 s each), so little is thrown away
+        window = max(workers, min(16 * workers, math.ceil((seconds - total) / 3.0)))
         jobs = [(seed, split, index + k, speakers) for k in range(window)]
-        results = pool.imap(utterance, jobs, chunksize=4) if pool else map(utterance, jobs)
+        results = pool.imap(utterance, jobs, max(1, window // (4 * workers))) if pool else map(utterance, jobs)
         for speaker_id, text, flac, duration in results:
             index += 1
             # chapters: blocks of 100 utterances; split offsets keep chapter ids unique across subsets
@@ -398,7 +401,7 @@ def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, wo
 def main(argv=None):
     from tqdm import tqdm
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="data/synthetic_src", help="corpus root; train/, dev/, test/ go inside")
     p.add_argument("--hours", type=float, default=2.0, help="total audio (fractions fine: 0.01 = 36 s)")
     p.add_argument("--dev-fraction", type=float, default=0.05)

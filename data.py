@@ -1,0 +1,161 @@
+"""
+Batches for training and evaluation from the shards prepare_librispeech.py writes.
+
+    loader = ShardLoader("data/librispeech", "train", batch_size=16, rank=rank, world_size=world_size)
+    mel, tokens_in, targets = loader.next_batch()   # [B, n_mels, n_frames], [B, T], [B, T]
+    loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-100)
+
+    for mel, tokens_in, targets, entries in iterate_batches("data/librispeech", "val", 16):  # in order
+        ...
+
+The mel of an utterance is rebuilt exactly as log_mel_spectrogram(pad_or_trim(audio))[:, :n_frames]:
+its stored frames, then its `pad` value (the mel of silence for that utterance) to the end of the
+window. A shorter window (n_frames < 3000, for a faster trainer) cannot hold utterances longer than
+it: those are skipped, counted in `n_skipped_long`, and reported once; cutting them would leave
+targets that describe audio the model never hears.
+
+Tokens: each utterance's ids are `sot [lang task] notimestamps text eot`. tokens_in drops the last id,
+targets drops the first, so position t predicts id t+1. Batches are padded to the longest sequence:
+inputs with eot (any valid id works, it is masked), targets with -100, which cross_entropy ignores.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+def manifest(data_dir: str, split: str) -> list:
+    """The split's entries in order: dicts with id, text, duration, shard, offset, frames, pad, tokens."""
+    path = os.path.join(data_dir, f"{split}.jsonl")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no manifest; run prepare_librispeech.py --out {data_dir} to the end first")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_meta(data_dir: str) -> dict:
+    path = os.path.join(data_dir, "meta.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: not found; run prepare_librispeech.py --out {data_dir} to the end first")
+    with open(path) as f:
+        return json.load(f)
+
+
+class _Shards:
+    """Memory-maps each shard's fp16 frames on first use; the OS page cache does the rest."""
+
+    def __init__(self, data_dir: str, split: str):
+        self.data_dir, self.split, self.open = data_dir, split, {}
+
+    def frames(self, entry: dict) -> np.ndarray:
+        shard = entry["shard"]
+        if shard not in self.open:
+            self.open[shard] = np.load(os.path.join(self.data_dir, self.split, f"{shard:05d}.npy"), mmap_mode="r")
+        return self.open[shard][entry["offset"]: entry["offset"] + entry["frames"]]  # [frames, n_mels]
+
+
+def collate(entries: list, shards: _Shards, n_mels: int, n_frames: int, eot: int = 50256):
+    """Entries -> (mel float32 [B, n_mels, n_frames], tokens_in int64 [B, T], targets int64 [B, T])."""
+    mel = torch.empty(len(entries), n_mels, n_frames)
+    T = max(len(e["tokens"]) for e in entries) - 1
+    tokens_in = torch.full((len(entries), T), eot, dtype=torch.long)
+    targets = torch.full((len(entries), T), IGNORE_INDEX, dtype=torch.long)
+    for i, e in enumerate(entries):
+        frames = shards.frames(e)
+        mel[i].fill_(e["pad"])
+        mel[i, :, : len(frames)] = torch.from_numpy(np.asarray(frames, dtype=np.float32).T)
+        ids = torch.tensor(e["tokens"], dtype=torch.long)
+        tokens_in[i, : len(ids) - 1] = ids[:-1]
+        targets[i, : len(ids) - 1] = ids[1:]
+    return mel, tokens_in, targets
+
+
+def _usable(data_dir, split, n_frames):
+    entries = manifest(data_dir, split)
+    usable = [e for e in entries if e["frames"] <= n_frames]
+    n_long = len(entries) - len(usable)
+    if n_long:
+        print(f"data: {split}: skipping {n_long} of {len(entries)} utterances longer than {n_frames} frames")
+    return usable, n_long
+
+
+class ShardLoader:
+    """Random batches from one split, reshuffled every epoch from `seed`, disjoint across DDP ranks.
+
+    Every epoch is a fresh permutation of the split (seeded by seed and epoch), cut into world_size
+    equal strided slices, one per rank; each rank walks its slice batch by batch and drops the last
+    incomplete batch, so all ranks take the same number of steps per epoch. The position
+    (epoch, step) is the whole state: state_dict()/load_state_dict() resume at the exact next batch.
+    """
+
+    def __init__(self, data_dir: str, split: str = "train", batch_size: int = 16, n_frames: int = 3000,
+                 rank: int = 0, world_size: int = 1, seed: int = 1337):
+        meta = read_meta(data_dir)
+        self.data_dir, self.split, self.batch_size, self.n_frames = data_dir, split, batch_size, n_frames
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.n_mels = meta["n_mels"]
+        self.eot = meta["eot"]
+        self.entries, self.n_skipped_long = _usable(data_dir, split, n_frames)
+        self.per_rank = len(self.entries) // world_size
+        if self.per_rank < batch_size:
+            raise ValueError(f"{data_dir}: split {split!r} has {len(self.entries)} usable utterances, "
+                             f"too few for batch_size {batch_size} x world_size {world_size}")
+        self.steps_per_epoch = self.per_rank // batch_size
+        self.shards = _Shards(data_dir, split)
+        self.epoch, self.step, self.last_ids = 0, 0, []
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.entries))
+        return perm[self.rank:: self.world_size][: self.per_rank]
+
+    def next_batch(self):
+        if self.step == self.steps_per_epoch:
+            self.epoch, self.step = self.epoch + 1, 0
+            self._order = self._epoch_order(self.epoch)
+        index = self._order[self.step * self.batch_size: (self.step + 1) * self.batch_size]
+        self.step += 1
+        batch = [self.entries[i] for i in index]
+        self.last_ids = [e["id"] for e in batch]
+        return collate(batch, self.shards, self.n_mels, self.n_frames, self.eot)
+
+    def state_dict(self) -> dict:
+        return dict(epoch=self.epoch, step=self.step, seed=self.seed, rank=self.rank,
+                    world_size=self.world_size, batch_size=self.batch_size, n_entries=len(self.entries))
+
+    def load_state_dict(self, state: dict):
+        for key in ("seed", "world_size", "batch_size", "n_entries"):
+            mine = self.seed if key == "seed" else len(self.entries) if key == "n_entries" else getattr(self, key)
+            if state[key] != mine:
+                raise ValueError(f"cannot resume: loader state has {key}={state[key]}, this loader has {mine}")
+        self.epoch, self.step = state["epoch"], state["step"]
+        self._order = self._epoch_order(self.epoch)
+
+
+def iterate_batches(data_dir: str, split: str = "val", batch_size: int = 16, n_frames: int = 3000, limit: int = None):
+    """The split in manifest order (utterances over n_frames left out), the last batch possibly smaller.
+
+    Yields (mel, tokens_in, targets, entries); `limit` stops after that many utterances, so the same
+    fixed subset is used every time (val loss, WER on a fixed val subset: entries[i]["text"] is the
+    reference transcript of row i).
+    """
+    meta = read_meta(data_dir)
+    entries, _ = _usable(data_dir, split, n_frames)
+    entries = entries[:limit] if limit is not None else entries
+    shards = _Shards(data_dir, split)
+    eot = meta["eot"]
+    for start in range(0, len(entries), batch_size):
+        batch = entries[start: start + batch_size]
+        yield (*collate(batch, shards, meta["n_mels"], n_frames, eot), batch)
+
+
+def load_mel(data_dir: str, split: str, entry: dict, n_frames: int = 3000) -> torch.Tensor:
+    """One utterance's padded log-mel, float32 [n_mels, n_frames]."""
+    meta = read_meta(data_dir)
+    mel = torch.full((meta["n_mels"], n_frames), entry["pad"])
+    frames = _Shards(data_dir, split).frames(entry)[:n_frames]
+    mel[:, : len(frames)] = torch.from_numpy(np.asarray(frames, dtype=np.float32).T)
+    return mel

@@ -1,0 +1,445 @@
+"""
+A speech corpus -> training shards of log-mels and token ids, read by data.py's ShardLoader.
+
+    python prepare_librispeech.py --librispeech-dir ~/LibriSpeech --out data/librispeech
+    python prepare_librispeech.py --hf openslr/librispeech_asr --hf-config clean --hf-split train.100,validation
+    python prepare_librispeech.py --hf mozilla-foundation/common_voice_17_0 --hf-config en \\
+        --hf-split train,validation --text-column sentence --out data/cv17
+
+Sources: an extracted LibriSpeech directory (any subsets: the LibriSpeech/ root, a single subset, or a
+directory of subsets such as prepare_synthetic.py's train/dev/test), openslr/librispeech_asr on the
+HF hub, or any HF audio dataset with a text column (48 kHz Common Voice is resampled by load_audio).
+
+Splits: subsets/splits named test* go to `test` (never used for training, kept for evaluation),
+dev*/val* go to `val`, everything else to `train`. With no dev subset, a few whole speakers
+(--val-fraction, chosen by a hash of the speaker id) are held out of train as `val`.
+
+What is stored, and why. For each utterance we compute exactly what the model sees,
+log_mel_spectrogram(pad_or_trim(audio)), a 30 s window of 3000 frames. Every frame past the end of
+the speech is the same constant (the mel of silence after the clamp to max - 8, which depends on the
+utterance's own peak), so we keep only the frames up to the last one that differs from it (the
+speech plus the frames that straddle its end) in fp16, and that constant as `pad` in the manifest.
+The loader fills the rest of the window with `pad` and gets the padded mel back to within fp16
+rounding (< 1e-3), ~2.5x smaller on disk than storing 3000 frames. Storing the mel of the unpadded
+audio and padding later would be wrong: the frames at the end differ, and so does the padding.
+
+Output (data/<name>/): <split>/NNNNN.npy (fp16 [frames, n_mels], utterances back to back, memory-mapped
+by the loader) and <split>/NNNNN.json (its entries and skipped items, written last, so a shard is done
+once its .json exists); <split>.jsonl, the manifest (id, duration, shard, offset, frames, pad,
+tokens, text); meta.json (settings, counts, hours, every skipped item with its reason).
+
+Tokens are the training targets `<|startoftranscript|> <|notimestamps|> text <|endoftext|>` (English-only
+vocabulary; --multilingual adds <|en|> <|transcribe|>), with the text after a space as Whisper emits it.
+ALL-CAPS transcripts (LibriSpeech, the synthetic corpus) become sentence case ("He hoped there would
+be stew"): Whisper's vocabulary and pretrained models are cased, and GPT-2 BPE splits capitals into
+~1.8x more tokens. Cased text (Common Voice) is kept as written. --text-case lower|keep overrides.
+
+Every utterance either lands in a shard or in meta.json's `skipped` list with its reason. Runs are
+deterministic and resumable: re-running after a kill redoes only the shards without a .json.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from multiprocessing import get_context
+
+import numpy as np
+import torch
+
+from audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim
+
+MAX_TOKENS = 448  # the decoder's context (n_text_ctx)
+AUDIO_EXTENSIONS = (".flac", ".wav")
+
+# --------------------------------------------------------------------------------------------------
+# text
+
+
+def normalise_text(text: str, case: str = "sentence") -> str:
+    """Collapse whitespace; with case="sentence", ALL-CAPS text becomes "Sentence case, with I"."""
+    text = " ".join(str(text or "").split())
+    if case == "lower":
+        return text.lower()
+    if case == "sentence" and not any(c.islower() for c in text):
+        text = re.sub(r"\bi\b", "I", text.lower())  # the pronoun, also in I'm, I'll, I've
+        text = text[:1].upper() + text[1:]
+    return text
+
+
+def split_of(name: str) -> str:
+    """LibriSpeech subset or HF split name -> our split. Test data is never training data."""
+    name = name.lower()
+    if name.startswith("test"):
+        return "test"
+    if name.startswith(("dev", "val")):
+        return "val"
+    return "train"
+
+
+def _hash(x) -> int:
+    return int.from_bytes(hashlib.sha1(str(x).encode()).digest()[:8], "big")
+
+
+def pick_val_speakers(speakers, fraction: float) -> set:
+    """Whole speakers held out for validation: the first ceil(fraction * n) by hash (>= 1 if n > 1)."""
+    ranked = sorted(set(speakers), key=_hash)
+    n = max(1, math.ceil(fraction * len(ranked))) if len(ranked) > 1 and fraction > 0 else 0
+    return set(ranked[:n])
+
+
+# --------------------------------------------------------------------------------------------------
+# sources: each yields items {"id", "split", "audio", "text", "source"} in a fixed order; an item
+# with a "skip" reason is reported and not processed
+
+
+def librispeech_subsets(root: str) -> list:
+    """(name, path) of every LibriSpeech-layout subset at or directly under `root`."""
+    def is_subset(path):
+        chapters = (chap for speaker in _subdirs(path) for chap in _subdirs(speaker))
+        return any(f.endswith(".trans.txt") for chap in chapters for f in os.listdir(chap))
+
+    if is_subset(root):
+        return [(os.path.basename(os.path.normpath(root)), root)]
+    return [(os.path.basename(d), d) for d in _subdirs(root) if is_subset(d)]
+
+
+def _subdirs(path: str) -> list:
+    return sorted(os.path.join(path, d) for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+
+
+def librispeech_items(root: str, val_fraction: float):
+    """Items of every subset under root in sorted order, and the speakers held out of train for val."""
+    subsets = librispeech_subsets(root)
+    if not subsets:
+        raise SystemExit(f"error: {root}: no LibriSpeech-layout subset (<speaker>/<chapter>/*.trans.txt) found")
+    has_val = any(split_of(name) == "val" for name, _ in subsets)
+    train_speakers = [os.path.basename(s) for name, d in subsets if split_of(name) == "train" for s in _subdirs(d)]
+    val_speakers = set() if has_val else pick_val_speakers(train_speakers, val_fraction)
+    items = []
+    for name, subset in subsets:
+        for speaker_dir in _subdirs(subset):
+            speaker = os.path.basename(speaker_dir)
+            split = split_of(name)
+            split = "val" if split == "train" and speaker in val_speakers else split
+            for chapter in _subdirs(speaker_dir):
+                items.extend(_chapter_items(chapter, split))
+    return items, sorted(val_speakers)
+
+
+def _chapter_items(chapter: str, split: str) -> list:
+    texts, audio = {}, {}
+    for f in sorted(os.listdir(chapter)):
+        path = os.path.join(chapter, f)
+        if f.endswith(".trans.txt"):
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    uid, _, text = line.strip().partition(" ")
+                    if uid:
+                        texts[uid] = (text, path)
+        elif f.endswith(AUDIO_EXTENSIONS):
+            audio[os.path.splitext(f)[0]] = path
+    items = []
+    for uid in sorted(set(texts) | set(audio)):
+        item = dict(id=uid, split=split, audio=audio.get(uid), text=texts.get(uid, ("", None))[0])
+        if uid not in audio:
+            item.update(skip="transcript line with no audio", source=texts[uid][1])
+        elif uid not in texts:
+            item.update(skip="audio with no transcript", source=audio[uid])
+        else:
+            item["source"] = audio[uid]
+        items.append(item)
+    return items
+
+
+def hf_items(name, config, splits, text_column, audio_column, streaming, val_fraction):
+    """Rows of an HF dataset as items; audio stays undecoded bytes/paths until a worker loads it."""
+    import datasets
+
+    has_val = any(split_of(s) == "val" for s in splits)
+    for hf_split in splits:
+        ds = datasets.load_dataset(name, config, split=hf_split, streaming=streaming)
+        columns = list(ds.features) if ds.features else []
+        for needed in (text_column, audio_column):
+            if columns and needed not in columns:
+                raise SystemExit(f"error: {name} ({hf_split}): no column {needed!r}; columns are {', '.join(columns)}")
+        speaker_col = next((c for c in ("speaker_id", "client_id", "speaker") if c in columns), None)
+        if isinstance(ds.features.get(audio_column) if ds.features else None, datasets.Audio):
+            ds = ds.cast_column(audio_column, datasets.Audio(decode=False))  # we decode with load_audio
+        split = split_of(hf_split)
+        val_speakers = None  # None: decide per speaker (or utterance) by hash, as a stream must
+        if split == "train" and not has_val and speaker_col and not streaming:
+            val_speakers = pick_val_speakers(ds[speaker_col], val_fraction)
+        for i, row in enumerate(ds):
+            audio = row[audio_column]
+            path = audio.get("path") if isinstance(audio, dict) else audio
+            uid = str(row.get("id") or (os.path.splitext(os.path.basename(path))[0] if path else f"{hf_split}-{i:08d}"))
+            item_split = split
+            if split == "train" and not has_val:
+                key = row[speaker_col] if speaker_col else uid
+                held = key in val_speakers if val_speakers is not None else _hash(key) < val_fraction * 2**64
+                item_split = "val" if held else "train"
+            yield dict(id=uid, split=item_split, audio=audio, text=row[text_column] or "",
+                       source=f"{name}/{config or ''}/{hf_split}#{i}" + (f" ({path})" if path else ""))
+
+
+# --------------------------------------------------------------------------------------------------
+# one utterance -> stored frames (the worker)
+
+_cfg = {}
+
+
+def init_worker(cfg: dict):
+    torch.set_num_threads(1)  # cores are used by processes; one thread also keeps results bit-identical
+    _cfg.update(cfg)
+
+
+def decode(item) -> np.ndarray:
+    audio = item["audio"]
+    if isinstance(audio, (str, os.PathLike)):
+        return load_audio(audio)
+    if isinstance(audio, dict) and audio.get("bytes"):
+        # load_audio reads files; a temp file keeps it the repo's one decoder (and resampler)
+        suffix = os.path.splitext(audio.get("path") or "")[1] or ".audio"
+        with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+            f.write(audio["bytes"])
+            f.flush()
+            try:
+                return load_audio(f.name)
+            except AudioError as e:
+                raise AudioError(str(e).replace(f.name, item["source"])) from None
+    if isinstance(audio, dict) and audio.get("path") and os.path.isfile(audio["path"]):
+        return load_audio(audio["path"])
+    raise AudioError(f"{item['source']}: no audio bytes or file")
+
+
+def process(item):
+    """-> (entry, fp16 frames [frames, n_mels]) or (skip record, None)."""
+    from tokenizer import get_tokenizer
+
+    def skip(reason, detail):
+        return dict(id=item["id"], split=item["split"], reason=reason, detail=detail), None
+
+    try:
+        audio = decode(item)
+    except AudioError as e:
+        return skip("undecodable audio", str(e))
+    duration = len(audio) / SAMPLE_RATE
+    if len(audio) > N_SAMPLES:
+        return skip("audio over 30 s", f"{item['source']}: {duration:.2f} s")
+    text = normalise_text(item["text"], _cfg["text_case"])
+    if not text:
+        return skip("empty text", item["source"])
+    tokenizer = get_tokenizer(_cfg["multilingual"])
+    tokens = [*tokenizer.sot_sequence_including_notimestamps, *tokenizer.encode(" " + text), tokenizer.eot]
+    if len(tokens) > MAX_TOKENS:
+        return skip("over 448 tokens", f"{item['source']}: {len(tokens)} tokens")
+
+    mel = log_mel_spectrogram(pad_or_trim(audio), n_mels=_cfg["n_mels"]).numpy()  # [n_mels, 3000]
+    if len(audio) < N_SAMPLES - 400:  # the last frames see only zeros: they are the padding value
+        pad = mel[:, -1]
+        assert (pad == pad[0]).all()
+        differs = np.flatnonzero((mel != pad[0]).any(axis=0))
+        frames, pad = (int(differs[-1]) + 1 if len(differs) else 1), float(pad[0])
+    else:  # (almost) no padding in the window: keep all frames; pad = mel of silence for this peak
+        frames, pad = N_FRAMES, float(max(-1.5, mel.max() - 2.0))
+    entry = dict(id=item["id"], duration=round(duration, 4), frames=frames, pad=pad, tokens=tokens, text=text)
+    return entry, np.ascontiguousarray(mel[:, :frames].T, dtype=np.float16)
+
+
+# --------------------------------------------------------------------------------------------------
+# shards
+
+
+def atomic_write(path: str, write):
+    """Write through a temp file in the same directory and rename: a kill leaves old or new, never half."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: str, obj, indent=None):
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=indent) + "\n").encode()))
+
+
+def save_shard(out: str, split: str, index: int, items: list, results: list):
+    """Write NNNNN.npy (frames of the kept utterances) and then NNNNN.json, which marks it done."""
+    name = os.path.join(out, split, f"{index:05d}")
+    entries, skipped, arrays, offset = [], [], [], 0
+    for record, frames in results:
+        if frames is None:
+            skipped.append(record)
+            continue
+        entries.append(dict(record, shard=index, offset=offset))
+        arrays.append(frames)
+        offset += len(frames)
+    if arrays:
+        atomic_write(name + ".npy", lambda f: np.save(f, np.concatenate(arrays)))
+    write_json(name + ".json", dict(items=[it["id"] for it in items], entries=entries, skipped=skipped))
+    return entries, skipped
+
+
+def load_shard(out: str, split: str, index: int, items: list):
+    """A finished shard from an earlier run, or None. Refuses one made from different input."""
+    name = os.path.join(out, split, f"{index:05d}")
+    if not os.path.exists(name + ".json"):
+        return None
+    with open(name + ".json") as f:
+        shard = json.load(f)
+    if shard["items"] != [it["id"] for it in items]:
+        raise SystemExit(f"error: {name}.json was made from different input; delete {out} or choose another --out")
+    if shard["entries"] and not os.path.exists(name + ".npy"):
+        return None
+    return shard["entries"], shard["skipped"]
+
+
+def prepare(items, out: str, cfg: dict, workers: int, shard_size: int, total=None, source=""):
+    """Shard a stream of items into out/; returns (manifests per split, skipped list)."""
+    from tqdm import tqdm
+
+    for split in ("train", "val", "test"):
+        os.makedirs(os.path.join(out, split), exist_ok=True)
+        for f in os.listdir(os.path.join(out, split)):
+            if f.endswith(".tmp"):  # a write interrupted by a kill
+                os.remove(os.path.join(out, split, f))
+    # fork the workers first, while this process has no threads (tqdm's monitor, HF streaming)
+    pool = get_context("fork").Pool(workers, init_worker, (cfg,)) if workers > 1 else None
+    threads = torch.get_num_threads()
+    if pool is None:
+        init_worker(cfg)
+    manifests = {"train": [], "val": [], "test": []}
+    skipped, buffers, n_shards = [], {"train": [], "val": [], "test": []}, {"train": 0, "val": 0, "test": 0}
+    bar = tqdm(total=total, unit="utt", desc=f"preparing {source}", dynamic_ncols=True, smoothing=0.05)
+
+    def flush(split):
+        shard_items, index = buffers[split], n_shards[split]
+        buffers[split], n_shards[split] = [], index + 1
+        done = load_shard(out, split, index, shard_items)
+        if done is None:
+            chunk = max(1, len(shard_items) // (4 * workers))
+            results = []
+            for result in pool.imap(process, shard_items, chunk) if pool else map(process, shard_items):
+                results.append(result)
+                bar.update()
+            done = save_shard(out, split, index, shard_items, results)
+        else:
+            bar.update(len(shard_items))
+        manifests[split].extend(done[0])
+        skipped.extend(done[1])
+
+    try:
+        for item in items:
+            if "skip" in item:
+                skipped.append(dict(id=item["id"], split=item["split"], reason=item["skip"], detail=item["source"]))
+                bar.update()
+                continue
+            buffers[item["split"]].append(item)
+            if len(buffers[item["split"]]) == shard_size:
+                flush(item["split"])
+        for split in buffers:
+            if buffers[split]:
+                flush(split)
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+        torch.set_num_threads(threads)
+    return manifests, sorted(skipped, key=lambda s: (s["split"], s["id"], s["reason"]))
+
+
+def write_outputs(out: str, manifests: dict, skipped: list, cfg: dict):
+    for split, entries in manifests.items():
+        lines = "".join(json.dumps(e) + "\n" for e in entries)
+        atomic_write(os.path.join(out, f"{split}.jsonl"), lambda f: f.write(lines.encode()))
+    counts = {}
+    for s in skipped:
+        counts[s["reason"]] = counts.get(s["reason"], 0) + 1
+    splits = {split: dict(utterances=len(entries), hours=round(sum(e["duration"] for e in entries) / 3600, 4),
+                          frames=sum(e["frames"] for e in entries),
+                          shards=len({e["shard"] for e in entries}), tokens=sum(len(e["tokens"]) for e in entries))
+              for split, entries in manifests.items()}
+    meta = dict(cfg, sample_rate=SAMPLE_RATE, n_frames=N_FRAMES, max_tokens=MAX_TOKENS, mel_dtype="float16",
+                storage="log_mel_spectrogram(pad_or_trim(audio)) frames [0, frames) per utterance; "
+                        "frames past that equal `pad`",
+                splits=splits, skipped_counts=counts, skipped=skipped)
+    write_json(os.path.join(out, "meta.json"), meta, indent=1)
+    return meta
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--librispeech-dir", help="extracted LibriSpeech (or a subset, or a dir of subsets)")
+    src.add_argument("--hf", metavar="NAME", help="HF dataset, e.g. openslr/librispeech_asr")
+    p.add_argument("--hf-config", default=None, help="e.g. clean, other, all (LibriSpeech); en (Common Voice)")
+    p.add_argument("--hf-split", default="train", help="comma-separated, e.g. train.100,validation")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--audio-column", default="audio")
+    p.add_argument("--streaming", action="store_true", help="stream the HF dataset instead of downloading it")
+    p.add_argument("--out", default=None, help="output dir (default data/<name>)")
+    p.add_argument("--n-mels", type=int, default=80, choices=(80, 128))
+    p.add_argument("--multilingual", action="store_true", help="multilingual vocabulary (<|en|> <|transcribe|>)")
+    p.add_argument("--text-case", default="sentence", choices=("sentence", "lower", "keep"))
+    p.add_argument("--val-fraction", type=float, default=0.02, help="speakers held out when there is no dev split")
+    p.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    args = p.parse_args(argv)
+
+    if args.librispeech_dir:
+        root = os.path.abspath(args.librispeech_dir)
+        if not os.path.isdir(root):
+            raise SystemExit(f"error: {args.librispeech_dir}: no such directory")
+        source = os.path.basename(root.rstrip("/"))
+        items, val_speakers = librispeech_items(root, args.val_fraction)
+        total = len(items)
+        described = dict(librispeech_dir=root, val_speakers=val_speakers)
+    else:
+        splits = [s.strip() for s in args.hf_split.split(",") if s.strip()]
+        source = args.hf.split("/")[-1] + (f"_{args.hf_config}" if args.hf_config else "")
+        items = hf_items(args.hf, args.hf_config, splits, args.text_column, args.audio_column,
+                         args.streaming, args.val_fraction)
+        total = None
+        described = dict(hf=args.hf, hf_config=args.hf_config, hf_split=splits, text_column=args.text_column)
+    out = args.out or os.path.join("data", source)
+    cfg = dict(n_mels=args.n_mels, multilingual=args.multilingual, text_case=args.text_case)
+    from tokenizer import get_tokenizer
+
+    tokenizer = get_tokenizer(args.multilingual)
+    config = dict(cfg, source=described, val_fraction=args.val_fraction, shard_size=args.shard_size,
+                  tokenizer="multilingual" if args.multilingual else "gpt2 (English-only)",
+                  n_vocab=tokenizer.encoding.n_vocab, eot=tokenizer.eot,
+                  sot_sequence=list(tokenizer.sot_sequence_including_notimestamps))
+    os.makedirs(out, exist_ok=True)
+    config_path = os.path.join(out, "config.json")
+    if os.path.exists(config_path):  # resuming: only with the very same settings
+        with open(config_path) as f:
+            previous = json.load(f)
+        if previous != json.loads(json.dumps(config)):
+            raise SystemExit(f"error: {config_path}: {out} was prepared with other settings; use another --out")
+    write_json(config_path, config, indent=1)
+
+    t0 = time.time()
+    manifests, skipped = prepare(items, out, cfg, max(1, args.workers), args.shard_size, total, source)
+    meta = write_outputs(out, manifests, skipped, config)
+    elapsed = time.time() - t0
+    n_items = sum(len(m) for m in manifests.values()) + len(skipped)
+    for split, s in meta["splits"].items():
+        print(f"{split:5s}: {s['utterances']} utterances, {s['hours']:.3f} h, {s['shards']} shards")
+    for reason, n in meta["skipped_counts"].items():
+        print(f"skipped {n}: {reason}")
+    print(f"{n_items} items in {elapsed:.1f} s ({n_items / max(elapsed, 1e-9):.1f}/s, "
+          f"{n_items / max(elapsed, 1e-9) / max(1, args.workers):.1f}/s per worker) -> {out}")
+    if not any(manifests.values()):
+        what = args.librispeech_dir or args.hf
+        raise SystemExit(f"error: {what}: nothing usable; all {n_items} items were skipped (see {out}/meta.json)")
+
+
+if __name__ == "__main__":
+    main()

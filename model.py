@@ -78,17 +78,20 @@ class MultiHeadAttention(nn.Module):
             k, v = kv_cache[self]
         else:
             k, v = self.key(xa), self.value(xa)
-            if k.shape[0] != q.shape[0]:  # several beams or samples share one audio
-                k, v = (t.repeat_interleave(q.shape[0] // k.shape[0], dim=0) for t in (k, v))
             if kv_cache is not None:
                 kv_cache[self] = (k, v)
         return self.out(self.attention(q, k, v, causal))
 
     def attention(self, q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
+        """q (B, T, C) over k, v (B', S, C). When several consecutive rows of q (beams or samples
+        of one audio) share one row of k and v, B = g * B' and those queries are stacked along T:
+        the audio's keys and values are never copied."""
         B, T, C = q.shape
-        q, k, v = (t.view(B, t.shape[1], self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if causal and T > 1 and k.shape[2] > T:  # new tokens after cached ones: they see all the cache
-            mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=q.device).tril(k.shape[2] - T)
+        g, S, D = B // k.shape[0], k.shape[1], C // self.n_head
+        q = q.reshape(B // g, g * T, self.n_head, D).transpose(1, 2)
+        k, v = (t.view(B // g, S, self.n_head, D).transpose(1, 2) for t in (k, v))
+        if causal and T > 1 and S > T:  # new tokens after cached ones: they see all the cache
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1)
@@ -328,6 +331,7 @@ def decode(
     sum_logprobs = torch.zeros(tokens.shape[0], device=tokens.device)
     beam = _BeamState(beam_size, patience, n_audio, tokenizer.eot) if beam_size else None
     kv_cache = {}
+    cross_attention = {block.cross_attn for block in model.decoder.blocks}
     no_speech_probs = [float("nan")] * n_audio
 
     for step in range(sample_len):
@@ -339,7 +343,8 @@ def decode(
         rules.apply(logits, tokens)
         if beam is not None:
             tokens, sum_logprobs, source = beam.step(tokens, logits, sum_logprobs)
-            kv_cache = {module: (k[source], v[source]) for module, (k, v) in kv_cache.items()}
+            # the beams now continue other rows' prefixes; the audio's keys and values don't move
+            kv_cache = {m: kv if m in cross_attention else (kv[0][source], kv[1][source]) for m, kv in kv_cache.items()}
             completed = beam.completed()
         else:
             tokens, completed = _sample_step(tokens, logits, sum_logprobs, temperature, tokenizer.eot)

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audio import N_SAMPLES, AudioError, load_audio, log_mel_spectrogram, mel_filters, pad_or_trim, plot_utterance
+from conftest import shared
+
+whisper = pytest.importorskip("whisper")
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_mel_filters_equal_the_reference_asset(n_mels):
+    from pathlib import Path
+
+    asset = Path(whisper.__file__).parent / "assets" / "mel_filters.npz"
+    expected = np.load(asset)[f"mel_{n_mels}"]
+    assert np.abs(mel_filters(n_mels) - expected).max() < 1e-6
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+@pytest.mark.parametrize("padding", [0, N_SAMPLES])
+def test_log_mel_equals_reference_on_random_audio(n_mels, padding):
+    audio = torch.from_numpy(np.random.default_rng(n_mels + padding).standard_normal(123_457).astype(np.float32) * 0.1)
+    ours = log_mel_spectrogram(audio, n_mels=n_mels, padding=padding)
+    ref = whisper.log_mel_spectrogram(audio, n_mels=n_mels, padding=padding)
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_log_mel_equals_reference_on_jfk(n_mels):
+    audio = load_audio(shared("jfk.flac"))
+    for clip in (audio, pad_or_trim(audio)):
+        ours = log_mel_spectrogram(clip, n_mels=n_mels)
+        ref = whisper.log_mel_spectrogram(torch.from_numpy(clip), n_mels=n_mels)
+        assert (ours - ref).abs().max() <= 1e-4
+
+
+def test_log_mel_of_a_batch_equals_its_items():
+    batch = torch.randn(3, 32000) * torch.tensor([[1.0], [0.01], [3.0]])
+    mels = log_mel_spectrogram(batch)
+    for item, mel in zip(batch, mels):
+        assert torch.allclose(log_mel_spectrogram(item), mel, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt,subtype,ext", [("FLAC", None, "flac"), ("WAV", "PCM_16", "wav"),
+                                             ("OGG", "VORBIS", "ogg"), ("MP3", "MPEG_LAYER_III", "mp3")])
+def test_load_audio_formats_give_mono_16k(tmp_path, fmt, subtype, ext):
+    sr, seconds = 44100, 1.5
+    t = np.arange(int(sr * seconds)) / sr
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], axis=1) * 0.5
+    path = tmp_path / f"tone.{ext}"
+    sf.write(path, stereo, sr, format=fmt, subtype=subtype)
+    audio = load_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - 16000 * seconds) < 2000  # mp3 adds encoder padding
+    spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
+    assert abs(np.argmax(spectrum) * 16000 / 12000 - 440) < 5  # the tone survives resampling
+
+
+def test_pad_or_trim_numpy_and_torch():
+    assert pad_or_trim(np.ones(10), 4).shape == (4,)
+    padded = pad_or_trim(torch.ones(2, 3), 5)
+    assert padded.shape == (2, 5) and padded[:, 3:].abs().sum() == 0
+    assert pad_or_trim(torch.ones(2, 3, 4), 6, axis=1).shape == (2, 6, 4)
+    assert pad_or_trim(np.ones((2, 3)), 1, axis=0).shape == (1, 3)
+
+
+@pytest.mark.parametrize("content,problem", [(None, "no such file"), (b"", "empty"),
+                                             (b"this is not audio" * 50, "cannot decode")])
+def test_load_audio_bad_input_names_the_file(tmp_path, content, problem):
+    path = tmp_path / "bad.flac"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AudioError, match=problem) as err:
+        load_audio(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_load_audio_zero_length(tmp_path):
+    path = tmp_path / "zero.wav"
+    sf.write(path, np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(path)
+
+
+def test_plot_utterance_writes_a_png(tmp_path, spoken):
+    png = plot_utterance(spoken[0], tmp_path / "utt.png", title="tts", window_seconds=30)
+    data = open(png, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

@@ -1,0 +1,110 @@
+"""Our model and decode loop against openai-whisper on the same tiny.en weights."""
+import pytest
+import torch
+
+from audio import load_audio
+from conftest import mel_window, real_clips
+from model import ModelDimensions, Whisper, decode
+
+whisper = pytest.importorskip("whisper")
+
+
+def reference_decode(reference, mel, **options):
+    options = whisper.DecodingOptions(language="en", fp16=False, **options)
+    return whisper.decode(reference, mel, options)
+
+
+def test_state_dict_keys_and_shapes_equal_the_reference(ours, reference):
+    ref_sd = reference.state_dict()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref_sd.items()}
+
+
+def test_logits_equal_the_reference(ours, reference, spoken):
+    mel = torch.stack([mel_window(a) for a in spoken])
+    tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831], [50257, 50362, 4222, 869, 336, 12627]])
+    with torch.no_grad():
+        ours_logits, ref_logits = ours(mel, tokens), reference(mel, tokens)
+        features_diff = (ours.embed_audio(mel) - reference.embed_audio(mel)).abs().max()
+    assert features_diff <= 1e-4
+    assert (ours_logits - ref_logits).abs().max() <= 1e-4
+
+
+def test_kv_cache_decoding_equals_the_full_forward(ours, spoken):
+    mel = mel_window(spoken[0])[None]
+    tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831, 18045, 625]])
+    with torch.no_grad():
+        features = ours.embed_audio(mel)
+        full = ours.decoder(tokens, features)
+        cache = {}
+        steps = [ours.decoder(tokens[:, :3], features, cache)]
+        steps += [ours.decoder(tokens[:, i : i + 1], features, cache) for i in range(3, tokens.shape[1])]
+    assert (torch.cat(steps, dim=1) - full).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("options", [dict(), dict(beam_size=5), dict(timestamps=True)], ids=["greedy", "beam5", "timestamps"])
+def test_tokens_equal_the_reference_on_synthetic_speech(ours, reference, spoken, options):
+    ref_options = {k: v for k, v in options.items() if k != "timestamps"}
+    for audio in spoken:
+        mel = mel_window(audio)
+        result = decode(ours, mel, **options)
+        expected = reference_decode(reference, mel, without_timestamps=not options.get("timestamps"), **ref_options)
+        assert result.tokens == expected.tokens
+        assert result.text == expected.text
+        assert result.avg_logprob == pytest.approx(expected.avg_logprob, abs=1e-4)
+        assert result.no_speech_prob == pytest.approx(expected.no_speech_prob, abs=1e-4)
+
+
+@pytest.mark.parametrize("beam_size", [None, 5], ids=["greedy", "beam5"])
+def test_tokens_equal_the_reference_on_real_speech(ours, reference, beam_size):
+    for path in real_clips():
+        mel = mel_window(load_audio(path))
+        ours_tokens = decode(ours, mel, beam_size=beam_size).tokens
+        ref_tokens = reference_decode(reference, mel, without_timestamps=True, beam_size=beam_size).tokens
+        assert ours_tokens == ref_tokens, path.name
+
+
+def test_beam_options_equal_the_reference(ours, reference, spoken):
+    mel = mel_window(spoken[1])
+    options = dict(beam_size=3, patience=2.0, length_penalty=0.6)
+    result = decode(ours, mel, timestamps=True, **options)
+    expected = reference_decode(reference, mel, **options)
+    assert result.tokens == expected.tokens
+    assert result.avg_logprob == pytest.approx(expected.avg_logprob, abs=1e-4)
+
+
+def test_prompt_and_prefix_equal_the_reference(ours, reference, spoken):
+    mel = mel_window(spoken[0])
+    for options in [dict(prompt="A story about foxes."), dict(prefix="The quick")]:
+        assert decode(ours, mel, **options).tokens == reference_decode(reference, mel, without_timestamps=True, **options).tokens
+
+
+def test_a_batch_decodes_like_its_items(ours, spoken):
+    mels = torch.stack([mel_window(a) for a in spoken])
+    for beam_size in (None, 3):
+        batched = decode(ours, mels, beam_size=beam_size)
+        singles = [decode(ours, mel, beam_size=beam_size) for mel in mels]
+        assert [r.tokens for r in batched] == [r.tokens for r in singles]
+
+
+def test_random_multilingual_model_loads_in_the_reference_with_equal_logits(tmp_path):
+    from pretrained import save_checkpoint
+
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=128, n_audio_ctx=1500, n_audio_state=64, n_audio_head=1, n_audio_layer=2,
+                           n_vocab=51866, n_text_ctx=448, n_text_state=64, n_text_head=1, n_text_layer=2)
+    model = Whisper(dims).init_weights().eval()
+    path = tmp_path / "random-v3.pt"
+    save_checkpoint(model, str(path))
+    reference = whisper.load_model(str(path), device="cpu")
+    mel = torch.randn(1, 128, 3000)
+    tokens = torch.tensor([[50258, 50259, 50360, 50364]])
+    with torch.no_grad():
+        assert (model(mel, tokens) - reference(mel, tokens)).abs().max() <= 1e-4
+
+
+def test_decode_rejects_conflicting_options(ours, spoken):
+    mel = mel_window(spoken[0])
+    with pytest.raises(ValueError, match="patience requires beam_size"):
+        decode(ours, mel, patience=2.0)
+    with pytest.raises(ValueError, match="best_of needs temperature"):
+        decode(ours, mel, best_of=3)

@@ -1,0 +1,463 @@
+"""
+Train a Whisper from scratch, or fine-tune an official one, on shards from prepare_librispeech.py.
+
+    python train.py config/synthetic_cpu.py                                # CPU or one GPU
+    python train.py config/synthetic_cpu.py --batch_size=8 --max_iters=500 # --key=value overrides
+    torchrun --standalone --nproc_per_node=8 train.py config/librispeech_base_8gpu.py
+    python train.py config/finetune_tiny_en.py                             # from the official tiny.en
+    python train.py config/synthetic_cpu.py --init_from=resume             # continue out_dir/ckpt.pt
+
+The hyperparameters are the globals below; a config file (plain Python) and --key=value arguments
+override them (configurator.py). Every eval_interval steps the run measures the val loss and the
+greedy WER on a fixed val subset, appends both to out_dir/log.jsonl, redraws out_dir/curves.png,
+and writes out_dir/ckpt.pt (and best.pt when the val loss improves): model in openai-whisper's
+format plus optimizer, config, iteration, RNG states and every rank's loader position, so that
+--init_from=resume continues with exactly the losses an uninterrupted run would have had.
+"""
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+# -----------------------------------------------------------------------------------------------
+# defaults (a config file or --key=value overrides any of these)
+# I/O
+out_dir = "out"
+data_dir = "data/synth"
+init_from = "scratch"  # 'scratch', 'resume' (out_dir/ckpt.pt), or anything from_pretrained takes: tiny.en, x.pt, a CT2 dir
+eval_interval = 200  # steps between evals (val loss + WER) and checkpoints
+eval_iters = 10  # val batches for the val loss (a fixed subset, the same every time)
+eval_wer_utts = 64  # val utterances decoded greedily for the WER (a fixed subset); 0 skips the WER
+eval_sample_len = 128  # max tokens decoded per utterance during eval
+eval_at_start = True  # eval before the first step (the baseline for fine-tuning)
+eval_only = False  # evaluate once and exit
+log_interval = 10
+# model (init_from='scratch' only; otherwise the dims come from the checkpoint)
+n_mels = 80
+n_audio_ctx = 1500  # the audio context switch: 1500 = 30 s windows as in Whisper; fewer = shorter windows, see below
+n_audio_state = 384
+n_audio_head = 6
+n_audio_layer = 4
+n_text_ctx = 448
+n_text_state = 384
+n_text_head = 6
+n_text_layer = 4
+dropout = 0.0  # residual dropout in every block (Whisper used none)
+# About n_audio_ctx: the encoder turns 2 * n_audio_ctx mel frames (10 ms each) into n_audio_ctx audio
+# tokens. Whisper always pads to 30 s (1500), so a 5 s clip costs as much as 30 s of speech. A model
+# trained from scratch on short clips can use a shorter window (500 = 10 s): it is ~3x cheaper per
+# clip, the loader skips (and counts) utterances longer than the window, and the checkpoint records
+# n_audio_ctx so eval.py pads audio to the same window. Official models keep 1500.
+# data
+batch_size = 16  # utterances per micro-step per process
+gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
+# SpecAugment-style masking of the training mels (eval never masks)
+spec_augment = False
+freq_masks = 2  # masks per utterance, each up to freq_mask_width mel bins
+freq_mask_width = 27
+time_masks = 2  # masks per utterance, each up to time_mask_width frames
+time_mask_width = 40
+# optimizer: AdamW as Whisper trained it
+learning_rate = 1e-3
+max_iters = 5000
+weight_decay = 0.1  # only on tensors of 2 or more dimensions (matrices, embeddings, convs)
+beta1 = 0.9
+beta2 = 0.98
+eps = 1e-6
+grad_clip = 1.0  # 0 disables
+# learning rate schedule: linear warmup, then decay to min_lr at lr_decay_iters
+decay_lr = True
+lr_schedule = "cosine"  # 'cosine' or 'linear' (Whisper: linear)
+warmup_iters = 200
+lr_decay_iters = 5000  # usually = max_iters
+min_lr = 1e-4
+# system
+device = "auto"  # 'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...
+dtype = "auto"  # 'auto' (bfloat16 autocast on GPUs that have it, else float32), 'float32', 'bfloat16'
+compile = False  # torch.compile the training model (eval and saving use the plain module)
+seed = 1337
+# -----------------------------------------------------------------------------------------------
+config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))]
+config = {k: globals()[k] for k in config_keys}
+
+
+def fail(message: str):
+    """One line on stderr, exit code 2: for bad configs and inputs, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+from configurator import ConfigError, apply as apply_config  # noqa: E402
+
+try:
+    config_files = apply_config(sys.argv[1:], config)
+except ConfigError as e:
+    fail(str(e))
+globals().update(config)
+
+from data import ShardLoader, iterate_batches, read_meta  # noqa: E402
+from eval import transcribe_mels, word_error_rate  # noqa: E402
+from model import ModelDimensions, Whisper  # noqa: E402
+from pretrained import CheckpointError, from_pretrained, load_checkpoint, official_names, save_checkpoint  # noqa: E402
+from tokenizer import tokenizer_for  # noqa: E402
+
+# check what can be checked before any process group or data is touched
+resume_path = os.path.join(out_dir, "ckpt.pt")
+if init_from == "resume" and not os.path.isfile(resume_path):
+    fail(f"init_from='resume' but {resume_path} does not exist")
+if init_from not in ("scratch", "resume") and init_from not in official_names() and not os.path.exists(init_from):
+    fail(f"init_from={init_from!r}: expected 'scratch', 'resume', an official model name "
+         f"({', '.join(official_names())}), or an existing checkpoint file or CTranslate2 directory")
+if lr_schedule not in ("cosine", "linear"):
+    fail(f"lr_schedule={lr_schedule!r}: expected 'cosine' or 'linear'")
+if dtype not in ("auto", "float32", "bfloat16"):
+    fail(f"dtype={dtype!r}: expected 'auto', 'float32' or 'bfloat16'")
+if not os.path.isfile(os.path.join(data_dir, "meta.json")):
+    fail(f"data_dir={data_dir!r}: no meta.json; run prepare_librispeech.py --out {data_dir} first")
+
+# -----------------------------------------------------------------------------------------------
+# processes and devices: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
+ddp = int(os.environ.get("RANK", -1)) != -1
+if device == "auto":
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+device_type = "cuda" if device.startswith("cuda") else "cpu"
+if ddp:
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    rank, local_rank, world_size = dist.get_rank(), int(os.environ["LOCAL_RANK"]), dist.get_world_size()
+    if device_type == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    if gradient_accumulation_steps % world_size:
+        fail(f"gradient_accumulation_steps={gradient_accumulation_steps} is not a multiple of {world_size} processes")
+    gradient_accumulation_steps //= world_size  # per process; the global batch stays the same
+else:
+    rank, local_rank, world_size = 0, 0, 1
+master = rank == 0
+if dtype == "auto":
+    dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+autocast = torch.autocast(device_type, dtype=torch.bfloat16) if dtype == "bfloat16" else nullcontext()
+torch.manual_seed(seed + rank)  # same init everywhere (DDP broadcasts rank 0's anyway); own masks/dropout per rank
+if device_type == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def log(message: str):
+    if master:
+        print(message, flush=True)
+
+
+# -----------------------------------------------------------------------------------------------
+# model
+iter_num, best_val_loss, checkpoint = 0, float("inf"), None
+try:
+    if init_from == "scratch":
+        dims = ModelDimensions(n_mels, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer, 51864,
+                               n_text_ctx, n_text_state, n_text_head, n_text_layer)
+        model = Whisper(dims).init_weights()
+    elif init_from == "resume":
+        model = load_checkpoint(resume_path)  # the model part, whatever config it was trained with
+        checkpoint = torch.load(resume_path, map_location="cpu", weights_only=True)
+        iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
+        changed = {k: (v, config[k]) for k, v in checkpoint["config"].items() if k in config and config[k] != v}
+        for key, (old, new) in changed.items():
+            if key not in ("init_from", "max_iters", "eval_interval", "log_interval", "eval_only"):
+                log(f"note: {key} was {old!r} in the checkpoint, now {new!r}")
+    else:
+        model = from_pretrained(init_from)  # fp32, CPU
+except CheckpointError as e:
+    fail(str(e))
+dims = model.dims
+for module in model.modules():  # models come without dropout; this run's setting applies
+    if isinstance(module, torch.nn.Dropout):
+        module.p = dropout
+model.to(device).train()
+n_frames = 2 * dims.n_audio_ctx  # mel frames per window
+tokenizer = tokenizer_for(dims)
+meta = read_meta(data_dir)
+if meta.get("eot") != tokenizer.eot or meta.get("n_mels", 80) != dims.n_mels:
+    fail(f"{data_dir}/meta.json: prepared for eot={meta.get('eot')} and n_mels={meta.get('n_mels')}, "
+         f"but the model has eot={tokenizer.eot} and n_mels={dims.n_mels}")
+n_params = sum(p.numel() for p in model.parameters())
+log(f"model: {n_params / 1e6:.1f}M parameters, {dims}")
+log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames); {world_size} process(es) on {device}, {dtype}; "
+    f"global batch {batch_size * gradient_accumulation_steps * world_size} utterances")
+
+# optimizer: weight decay on matrices, embeddings and convs, not on biases and LayerNorm gains
+decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+optimizer = torch.optim.AdamW(
+    [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+    lr=learning_rate, betas=(beta1, beta2), eps=eps, fused=True,  # fused kernels on CUDA and CPU (torch >= 2.4)
+)
+if checkpoint is not None:
+    optimizer.load_state_dict(checkpoint["optimizer"])
+
+raw_model = model  # eval, decoding and saving always use the plain module
+if compile:
+    log("compiling the model...")
+    model = torch.compile(model)
+if ddp:
+    model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+
+# -----------------------------------------------------------------------------------------------
+# data
+try:
+    loader = ShardLoader(data_dir, "train", batch_size, n_frames, rank, world_size, seed)
+    if checkpoint is not None:
+        states = checkpoint["loader_states"]
+        if len(states) != world_size:
+            fail(f"{resume_path}: saved by {len(states)} process(es); resume with the same number, not {world_size}")
+        loader.load_state_dict(states[rank])
+        torch.set_rng_state(checkpoint["rng_states"][rank]["cpu"])
+        if device_type == "cuda" and checkpoint["rng_states"][rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(checkpoint["rng_states"][rank]["cuda"])
+    durations = {e["id"]: e["duration"] for e in loader.entries}
+    # fixed val subsets: the first eval_iters batches for the loss, the first eval_wer_utts for the WER
+    val_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_iters * batch_size))
+    wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_wer_utts)) if eval_wer_utts else []
+except (ValueError, FileNotFoundError) as e:
+    fail(str(e))
+if not val_batches:
+    fail(f"{data_dir}: the val split is empty; the loss can't be evaluated")
+wer_mels = [mel for batch in wer_batches for mel in batch[0]]
+wer_refs = [e["text"] for batch in wer_batches for e in batch[3]]
+
+
+def lr_at(it: int) -> float:
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it >= lr_decay_iters:
+        return min_lr
+    progress = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * progress)) if lr_schedule == "cosine" else 1.0 - progress
+    return min_lr + coeff * (learning_rate - min_lr)
+
+
+def spec_augment_(mel: torch.Tensor) -> torch.Tensor:
+    """SpecAugment's frequency and time masks, in place: bands filled with each utterance's mean."""
+    B, C, T = mel.shape
+    fill = mel.mean(dim=(1, 2), keepdim=True).expand_as(mel)
+    for n, width, size, dim in ((freq_masks, freq_mask_width, C, 1), (time_masks, time_mask_width, T, 2)):
+        if n == 0 or width == 0:
+            continue
+        widths = torch.randint(0, width + 1, (B, n, 1), device=mel.device)
+        starts = (torch.rand(B, n, 1, device=mel.device) * (size - widths + 1)).long()
+        index = torch.arange(size, device=mel.device)
+        band = ((index >= starts) & (index < starts + widths)).any(dim=1)  # (B, size)
+        band = band[:, :, None] if dim == 1 else band[:, None, :]
+        mel = torch.where(band, fill, mel)
+    return mel
+
+
+def train_flops(n_audio: int, n_text: int) -> float:
+    """FLOPs of forward + backward (3x forward) for one utterance: matmuls only, as in PaLM's MFU."""
+    da, dt, La, Lt = dims.n_audio_state, dims.n_text_state, dims.n_audio_layer, dims.n_text_layer
+    macs = 2 * n_audio * dims.n_mels * 3 * da + n_audio * 3 * da * da  # conv1 (2x frames), conv2
+    macs += n_audio * La * (12 * da * da + 2 * n_audio * da)  # encoder: projections + MLP, attention
+    macs += n_audio * Lt * 2 * da * dt  # cross-attention keys and values of the audio
+    macs += n_text * Lt * (14 * dt * dt + 2 * n_text * dt + 2 * n_audio * dt)  # decoder blocks
+    macs += n_text * dims.n_vocab * dt  # logits
+    return 6.0 * macs
+
+
+PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 per device
+peak_flops = None
+if device_type == "cuda":
+    name = torch.cuda.get_device_name(device)
+    peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def all_reduce_sum(values: list) -> list:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if ddp:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+@torch.no_grad()
+def evaluate() -> dict:
+    """Val loss (per target token) and greedy WER on the fixed subsets, split across processes."""
+    raw_model.eval()
+    loss_sum, n_tokens = 0.0, 0
+    for i in range(rank, len(val_batches), world_size):
+        mel, tokens_in, targets, _ = val_batches[i]
+        with autocast:
+            logits = raw_model(mel.to(device), tokens_in.to(device))
+        loss_sum += F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum").item()
+        n_tokens += int((targets != -100).sum())
+    loss_sum, n_tokens = all_reduce_sum([loss_sum, n_tokens])
+    result = {"val_loss": loss_sum / n_tokens}
+    if wer_mels:
+        mine = list(range(rank, len(wer_mels), world_size))
+        with autocast:
+            texts = transcribe_mels(raw_model, [wer_mels[i] for i in mine], batch_size, eval_sample_len)
+        hyps = [None] * len(wer_mels)
+        gathered = [None] * world_size
+        if ddp:
+            dist.all_gather_object(gathered, list(zip(mine, texts)))
+        else:
+            gathered = [list(zip(mine, texts))]
+        for part in gathered:
+            for i, text in part:
+                hyps[i] = text
+        result["wer"] = word_error_rate(wer_refs, hyps)
+        result["example"] = {"ref": wer_refs[0], "hyp": hyps[0]}
+    raw_model.train()
+    return result
+
+
+def save(path: str, extra: dict):
+    """All processes call this: every rank's loader position and RNG state go into the checkpoint."""
+    state = {"loader": loader.state_dict(), "rng": {
+        "cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device_type == "cuda" else None}}
+    states = [None] * world_size
+    if ddp:
+        dist.all_gather_object(states, state)
+    else:
+        states = [state]
+    if master:
+        save_checkpoint(raw_model, path, optimizer=optimizer.state_dict(), iter_num=iter_num, config=config,
+                        loader_states=[s["loader"] for s in states], rng_states=[s["rng"] for s in states], **extra)
+
+
+def plot(log_path: str, png_path: str):
+    """Redraw the loss and WER curves from the whole JSON-lines log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot([r["iter"] for r in train], [r["loss"] for r in train], label="train", alpha=0.7)
+    ax1.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], "o-", label="val")
+    ax1.set(xlabel="step", ylabel="loss (nats/token)", yscale="log", title="loss")
+    ax1.legend()
+    wer = [r for r in evals if r.get("wer") is not None]
+    ax2.plot([r["iter"] for r in wer], [100 * r["wer"] for r in wer], "o-", color="C2")
+    ax2.set(xlabel="step", ylabel="WER (%)", title=f"greedy WER, {len(wer_mels)} val utterances", ylim=(0, None))
+    fig.suptitle(out_dir)
+    fig.tight_layout()
+    fig.savefig(png_path + ".tmp.png", dpi=100)
+    plt.close(fig)
+    os.replace(png_path + ".tmp.png", png_path)
+
+
+# -----------------------------------------------------------------------------------------------
+# the log: a new run starts a new one; a resumed run drops what came after its checkpoint
+log_path = os.path.join(out_dir, "log.jsonl")
+if master:
+    os.makedirs(out_dir, exist_ok=True)
+    kept = []
+    if init_from == "resume" and os.path.exists(log_path):
+        with open(log_path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["iter"] <= iter_num]
+    with open(log_path, "w") as f:
+        f.writelines(kept)
+
+
+def write_log(row: dict):
+    if master:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+# -----------------------------------------------------------------------------------------------
+# training loop
+start_iter, t_start = iter_num, time.time()
+t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
+loss_sum_window = torch.zeros((), device=device)
+while True:
+    lr = lr_at(iter_num)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+    is_last = iter_num >= max_iters
+    if eval_only or is_last or (iter_num % eval_interval == 0 and (iter_num > start_iter or (eval_at_start and init_from != "resume"))):
+        t_eval = time.time()
+        result = evaluate()
+        improved = result["val_loss"] < best_val_loss
+        best_val_loss = min(best_val_loss, result["val_loss"])
+        wer_text = f", WER {100 * result['wer']:.2f}%" if "wer" in result else ""
+        log(f"eval {iter_num}: val loss {result['val_loss']:.4f}{wer_text} ({time.time() - t_eval:.1f}s, "
+            f"{(time.time() - t_start) / 60:.1f} min so far)")
+        if "example" in result:
+            log(f"  ref: {result['example']['ref']}\n  hyp: {result['example']['hyp']}")
+        write_log({"kind": "eval", "iter": iter_num, "val_loss": result["val_loss"], "wer": result.get("wer"),
+                   "minutes": (time.time() - t_start) / 60})
+        if eval_only:
+            break
+        if iter_num > start_iter:
+            save(resume_path, {"best_val_loss": best_val_loss, "val_loss": result["val_loss"], "wer": result.get("wer")})
+            if master and improved:  # best.pt: a copy of ckpt.pt, made atomically too
+                shutil.copyfile(resume_path, resume_path + ".tmp")
+                os.replace(resume_path + ".tmp", os.path.join(out_dir, "best.pt"))
+        if master:
+            plot(log_path, os.path.join(out_dir, "curves.png"))
+        t_log += time.time() - t_eval  # eval time doesn't count against throughput
+    if is_last:
+        break
+
+    # one optimizer step: fetch every micro-batch first so that the loss can be normalised by the
+    # number of target tokens in the whole global batch (every token weighs the same, however the
+    # batch is split into micro-steps and processes)
+    batches = []
+    for _ in range(gradient_accumulation_steps):
+        batches.append(loader.next_batch())
+        window["seconds"] += sum(durations[i] for i in loader.last_ids)
+    n_tokens = sum(int((targets != -100).sum()) for _, _, targets in batches)
+    (n_tokens_global,) = all_reduce_sum([n_tokens])
+    for micro_step, (mel, tokens_in, targets) in enumerate(batches):
+        mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
+        if spec_augment:
+            mel = spec_augment_(mel)
+        # DDP averages gradients over processes, hence the world_size; sync only on the last micro-step
+        sync = micro_step == len(batches) - 1
+        with model.no_sync() if ddp and not sync else nullcontext():
+            with autocast:
+                logits = model(mel, tokens_in)
+                loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+            (loss_sum * world_size / n_tokens_global).backward()
+        loss_sum_window += loss_sum.detach() / n_tokens_global
+        window["flops"] += mel.shape[0] * train_flops(dims.n_audio_ctx, tokens_in.shape[1])
+    window["tokens"] += n_tokens
+    window["steps"] += 1
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    iter_num += 1
+
+    if iter_num % log_interval == 0:
+        # one sync per log_interval: the summed loss of all processes, averaged over the window
+        loss, tokens, seconds = all_reduce_sum([loss_sum_window.item(), window["tokens"], window["seconds"]])
+        loss /= window["steps"]
+        elapsed = time.time() - t_log
+        mfu = window["flops"] / elapsed / peak_flops if peak_flops else None
+        mfu_text = f"{100 * mfu:.1f}%" if mfu is not None else "n/a"
+        norm = grad_norm.item() if grad_norm is not None else float("nan")
+        log(f"iter {iter_num}: loss {loss:.4f}, lr {lr:.2e}, grad norm {norm:.2f}, "
+            f"{1000 * elapsed / window['steps']:.0f} ms/step, {tokens / elapsed:.0f} tok/s, "
+            f"{seconds / elapsed:.1f} audio s/s, MFU {mfu_text}")
+        write_log({"kind": "train", "iter": iter_num, "loss": loss, "lr": lr, "grad_norm": norm,
+                   "tokens_per_s": tokens / elapsed, "audio_s_per_s": seconds / elapsed, "mfu": mfu,
+                   "minutes": (time.time() - t_start) / 60})
+        t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
+        loss_sum_window.zero_()
+
+log(f"done: {iter_num - start_iter} steps in {(time.time() - t_start) / 60:.1f} min; checkpoint {resume_path}")
+if ddp:
+    dist.destroy_process_group()

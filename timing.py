@@ -1,0 +1,291 @@
+"""
+Word-level timestamps from cross-attention: when the decoder writes a word, a few of its
+cross-attention heads (the model's `alignment_heads`) look at the audio frames where that word is
+spoken. Following those looks with dynamic time warping gives each word a start and an end.
+
+    from timing import word_timings
+    for w in word_timings(model, mel, result.tokens, tokenizer):
+        print(f"{w.start:5.2f} {w.end:5.2f} {w.word}")
+
+The recipe is openai-whisper's (`whisper/timing.py`), so that on the same weights the same words
+get the same times (tests/test_inquiry.py measures it): run the decoder once over
+`sot_sequence <|notimestamps|> text <|endoftext|>`, take the alignment heads' attention over the
+frames that hold audio, standardise each frame across tokens, median-filter along time, average
+the heads, find the cheapest monotonic token-to-frame path, and read off where the path moves on
+to each word's first token. Our attention calls F.scaled_dot_product_attention, which never
+materialises the weights, so they are recomputed here from each module's own query and key
+projections on the inputs a forward pre-hook records; model.py stays untouched.
+"""
+import string
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audio import TOKENS_PER_SECOND, pad_or_trim
+
+PREPEND_PUNCTUATION = "\"'“¿([{-"  # glued to the word that follows
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # glued to the word before
+SENTENCE_END = ".。!！?？"
+NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}  # split at characters, not spaces
+
+
+class WordTiming(NamedTuple):
+    word: str  # with its leading space, as the tokenizer writes it
+    start: float  # seconds from the start of the window (plus `offset`)
+    end: float
+    probability: float  # mean probability the model gave the word's tokens
+    tokens: list
+
+
+@dataclass
+class Alignment:
+    """Everything word_timings computes, for callers (inquiry.py) that want to show the working."""
+
+    words: list  # the WordTimings word_timings returns
+    raw_words: list  # one per word as DTW found them, before the punctuation and length fixes
+    tokens: list  # the decoder input: sot_sequence, <|notimestamps|>, text tokens, <|endoftext|>
+    heads: list  # (layer, head) of each row of `weights`
+    weights: torch.Tensor  # (heads, tokens, frames): attention over the audio frames, each row sums to 1
+    matrix: np.ndarray  # (text tokens + 1, frames): standardised, filtered, head-averaged; DTW runs on -matrix
+    text_indices: np.ndarray  # the DTW path: row of `matrix` ...
+    time_indices: np.ndarray  # ... and audio frame (20 ms each), step by step
+    token_probs: list  # probability of each text token given the ones before
+
+
+# ------------------------------------------------------------------------------------------------
+# attention weights, recomputed
+
+
+@contextmanager
+def record_inputs(modules):
+    """Within the block, {module: (x, xa)} holds what each attention module was last called with
+    (xa is None for self-attention). The blocks pass already layer-normed inputs."""
+    seen = {}
+
+    def hook(module, args, kwargs):
+        xa = args[1] if len(args) > 1 else kwargs.get("xa")
+        seen[module] = (args[0].detach(), None if xa is None else xa.detach())
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in modules]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def attention_scores(attn, x, xa=None) -> torch.Tensor:
+    """Pre-softmax scores q·k / sqrt(d_head) of a MultiHeadAttention, (B, n_head, T, S), in fp32.
+    No causal mask: callers that need one apply it."""
+    q = attn.query(x).float()
+    k = attn.key(x if xa is None else xa).float()
+    B, T, C = q.shape
+    D = C // attn.n_head
+    q = q.view(B, T, attn.n_head, D).transpose(1, 2)
+    k = k.view(B, k.shape[1], attn.n_head, D).transpose(1, 2)
+    return (q @ k.transpose(-1, -2)) * D**-0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# the pieces: filter, DTW, words
+
+
+def median_filter(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Median over a sliding window of odd `width` along the last dim; the edges are reflected so
+    the output has the input's length. It removes one-frame spikes but keeps sharp edges."""
+    if width <= 1 or x.shape[-1] <= width // 2:
+        return x
+    shape = x.shape
+    padded = F.pad(x.reshape(-1, 1, shape[-1]), (width // 2, width // 2), mode="reflect")
+    return padded.unfold(-1, width, 1).median(dim=-1).values.reshape(shape)
+
+
+def dtw(cost: np.ndarray):
+    """The cheapest path through an (N, M) cost matrix from (0, 0) to (N-1, M-1), moving one
+    token on, one frame on, or both at once. Returns (token indices, frame indices) along it.
+
+    Ties go to "one frame on", then "one token on" loses to a strictly cheaper diagonal, as in the
+    reference. Plain Python lists: N * M is at most a few hundred thousand cells.
+    """
+    n, m = cost.shape
+    inf = float("inf")
+    total = [[0.0] + [inf] * m] + [[inf] * (m + 1) for _ in range(n)]
+    move = [[0] * (m + 1) for _ in range(n + 1)]  # 0: diagonal, 1: from the row above, 2: from the left
+    rows = cost.tolist()
+    for i in range(1, n + 1):
+        above, here, row, moves = total[i - 1], total[i], rows[i - 1], move[i]
+        for j in range(1, m + 1):
+            diagonal, up, left = above[j - 1], above[j], here[j - 1]
+            if diagonal < up and diagonal < left:
+                best, moves[j] = diagonal, 0
+            elif up < diagonal and up < left:
+                best, moves[j] = up, 1
+            else:
+                best, moves[j] = left, 2
+            here[j] = row[j - 1] + best
+    path, i, j = [], n, m
+    while i > 0 or j > 0:
+        path.append((i - 1, j - 1))
+        step = 2 if i == 0 else 1 if j == 0 else move[i][j]
+        i, j = (i - 1, j - 1) if step == 0 else (i - 1, j) if step == 1 else (i, j - 1)
+    path = np.array(path[::-1])
+    return path[:, 0], path[:, 1]
+
+
+def split_on_characters(tokenizer, tokens: list):
+    """Group tokens so that each group decodes to whole characters: a multi-byte character may be
+    split over several BPE tokens. Returns (texts, token groups)."""
+    full = tokenizer.decode_with_timestamps(tokens)
+    texts, groups, current, offset = [], [], [], 0
+    for token in tokens:
+        current.append(token)
+        text = tokenizer.decode_with_timestamps(current)
+        bad = text.find("\ufffd")
+        # complete, or the replacement character is really in the text (invalid bytes)
+        if bad < 0 or (offset + bad < len(full) and full[offset + bad] == "\ufffd"):
+            texts.append(text)
+            groups.append(current)
+            current, offset = [], offset + len(text)
+    if current:  # a character cut off at the end: keep its tokens so that the counts add up
+        texts.append(tokenizer.decode_with_timestamps(current))
+        groups.append(current)
+    return texts, groups
+
+
+def split_words(tokenizer, tokens: list):
+    """Text tokens -> (words, token groups). A word starts at a leading space, at punctuation and
+    at a special token; languages written without spaces split at every character."""
+    texts, groups = split_on_characters(tokenizer, tokens)
+    if getattr(tokenizer, "language", None) in NO_SPACE_LANGUAGES:
+        return texts, groups
+    words, word_tokens = [], []
+    for text, group in zip(texts, groups):
+        new_word = text.startswith(" ") or text.strip() in string.punctuation or group[0] >= tokenizer.eot
+        if new_word or not words:
+            words.append(text)
+            word_tokens.append(list(group))
+        else:
+            words[-1] += text
+            word_tokens[-1].extend(group)
+    return words, word_tokens
+
+
+def merge_punctuation(words: list) -> list:
+    """Opening quotes and brackets join the next word, closing punctuation the previous one, so
+    that "Americans," is one word with the comma's time folded in."""
+    words = [list(w) for w in words]  # [word, start, end, probability, tokens], mutable
+    following = len(words) - 1
+    for i in range(len(words) - 2, -1, -1):
+        w, nxt = words[i], words[following]
+        if w[0].startswith(" ") and w[0].strip() in PREPEND_PUNCTUATION:
+            nxt[0], nxt[4] = w[0] + nxt[0], w[4] + nxt[4]
+            w[0], w[4] = "", []
+        else:
+            following = i
+    previous = 0
+    for j in range(1, len(words)):
+        w, prev = words[j], words[previous]
+        if not prev[0].endswith(" ") and w[0] in APPEND_PUNCTUATION:
+            prev[0], prev[4] = prev[0] + w[0], prev[4] + w[4]
+            w[0], w[4] = "", []
+        else:
+            previous = j
+    return [WordTiming(*w) for w in words if w[0]]
+
+
+def clip_long_words(words: list) -> list:
+    """DTW lets a word at a sentence end (or just after one) soak up the pause next to it; cap
+    those words at twice the median word duration (itself at most 0.7 s), as the reference does."""
+    durations = np.array([w.end - w.start for w in words])
+    durations = durations[durations.nonzero()]
+    if len(durations) == 0:
+        return words
+    max_duration = 2 * min(0.7, float(np.median(durations)))
+    words = list(words)
+    for i in range(1, len(words)):
+        w = words[i]
+        if w.end - w.start > max_duration:
+            if w.word in SENTENCE_END:
+                words[i] = w._replace(end=w.start + max_duration)
+            elif words[i - 1].word in SENTENCE_END:
+                words[i] = w._replace(start=w.end - max_duration)
+    return words
+
+
+# ------------------------------------------------------------------------------------------------
+# the feature
+
+
+@torch.no_grad()
+def align(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = None, medfilt_width: int = 7,
+          offset: float = 0.0) -> Alignment:
+    """Word timings for `tokens` (what the model decoded from `mel`) with all the working.
+
+    mel: one window, (n_mels, frames). If it is shorter than the model's window (3000 frames for
+    official models) it is zero-padded and all its frames count as audio; a full window may say
+    how many of its frames hold audio with `num_frames` (default: all). Only those frames are
+    aligned to, as the reference does. `mel` may also be the window's audio features, (n_audio_ctx,
+    n_audio_state), when the caller has already run the encoder (then give num_frames).
+    Tokens >= <|endoftext|> (timestamps) are ignored.
+    """
+    window = 2 * model.dims.n_audio_ctx
+    encoded = mel.shape[-1] == model.dims.n_audio_state and mel.shape[-2] != model.dims.n_mels
+    frames = window if encoded else mel.shape[-1]
+    if frames > window:
+        raise ValueError(f"mel has {frames} frames; one window holds {window}: align window by window")
+    num_frames = min(num_frames or frames, frames)
+    text_tokens = [int(t) for t in tokens if t < tokenizer.eot]
+    n_audio = num_frames // 2  # audio tokens (20 ms each) that hold speech
+    start = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+    decoder_in = start + text_tokens + [tokenizer.eot]
+    heads = [tuple(h) for h in model.alignment_heads]
+    if not text_tokens or n_audio == 0:
+        return Alignment([], [], decoder_in, heads, torch.zeros(len(heads), 0, 0), np.zeros((0, 0)),
+                         np.zeros(0, int), np.zeros(0, int), [])
+
+    layers = sorted({layer for layer, _ in heads})
+    modules = [model.decoder.blocks[layer].cross_attn for layer in layers]
+    x_tokens = torch.tensor([decoder_in], device=model.device)
+    with record_inputs(modules) as seen:
+        if encoded:
+            logits = model.decoder(x_tokens, mel[None].to(model.device, model.dtype))[0]
+        else:
+            logits = model(pad_or_trim(mel, window)[None].to(model.device, model.dtype), x_tokens)[0]
+    # probability of each text token, among text tokens, given everything before it
+    probs = logits[len(start) - 1 : -1, : tokenizer.eot].float().softmax(dim=-1)
+    token_probs = probs[torch.arange(len(text_tokens)), text_tokens].tolist()
+
+    scores = {layer: attention_scores(m, *seen[m])[0] for layer, m in zip(layers, modules)}
+    # a softmax over the frames with audio only: the padding after it can't pull attention away
+    weights = torch.stack([scores[layer][head, :, :n_audio] for layer, head in heads]).softmax(dim=-1)
+    # standardise each frame across tokens: what matters is which token a frame stands out for
+    std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
+    matrix = median_filter((weights - mean) / std, medfilt_width).mean(dim=0)
+    # row k is the position that *predicts* text token k+1 (row 0: <|notimestamps|>); the last
+    # row predicts <|endoftext|>, so row n_text marks where the last word ends
+    matrix = matrix[len(start) - 1 : -1].double().cpu().numpy()
+    text_indices, time_indices = dtw(-matrix)
+
+    words, word_tokens = split_words(tokenizer, text_tokens)
+    boundaries = np.concatenate([[0], np.cumsum([len(t) for t in word_tokens])])
+    # where the path first reaches each row: the moment the model moves on to that token
+    first_step = np.concatenate([[True], np.diff(text_indices) != 0])
+    jump_times = time_indices[first_step] / TOKENS_PER_SECOND
+    raw = [
+        WordTiming(word, round(offset + float(jump_times[i]), 2), round(offset + float(jump_times[j]), 2),
+                   float(np.mean(token_probs[i:j])), group)
+        for word, group, i, j in zip(words, word_tokens, boundaries[:-1], boundaries[1:])
+    ]
+    return Alignment(merge_punctuation(clip_long_words(raw)), raw, decoder_in, heads, weights.cpu(), matrix,
+                     text_indices, time_indices, token_probs)
+
+
+def word_timings(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = None, offset: float = 0.0,
+                 medfilt_width: int = 7) -> list:
+    """[WordTiming(word, start, end, probability, tokens)] for the text tokens decoded from one
+    window; times in seconds from the window's start plus `offset`. See `align`."""
+    return align(model, mel, tokens, tokenizer, num_frames, medfilt_width, offset).words

@@ -7,6 +7,10 @@ spoken. Following those looks with dynamic time warping gives each word a start 
     for w in word_timings(model, mel, result.tokens, tokenizer):
         print(f"{w.start:5.2f} {w.end:5.2f} {w.word}")
 
+`word_timings` times one window's tokens; `add_word_timestamps` does it for the segments of a
+long-form window (transcribe.py --word-timestamps) with the reference's fixes at segment edges;
+`align` returns the working as well (inquiry.py draws it).
+
 The recipe is openai-whisper's (`whisper/timing.py`), so that on the same weights the same words
 get the same times (tests/test_inquiry.py measures it): run the decoder once over
 `sot_sequence <|notimestamps|> text <|endoftext|>`, take the alignment heads' attention over the
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audio import TOKENS_PER_SECOND, pad_or_trim
+from audio import FRAMES_PER_SECOND, TOKENS_PER_SECOND, pad_or_trim
 
 PREPEND_PUNCTUATION = "\"'“¿([{-"  # glued to the word that follows
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # glued to the word before
@@ -174,14 +178,14 @@ def split_words(tokenizer, tokens: list):
     return words, word_tokens
 
 
-def merge_punctuation(words: list) -> list:
+def merge_punctuation(words: list, prepend: str = PREPEND_PUNCTUATION, append: str = APPEND_PUNCTUATION) -> list:
     """Opening quotes and brackets join the next word, closing punctuation the previous one, so
     that "Americans," is one word with the comma's time folded in."""
     words = [list(w) for w in words]  # [word, start, end, probability, tokens], mutable
     following = len(words) - 1
     for i in range(len(words) - 2, -1, -1):
         w, nxt = words[i], words[following]
-        if w[0].startswith(" ") and w[0].strip() in PREPEND_PUNCTUATION:
+        if w[0].startswith(" ") and w[0].strip() in prepend:
             nxt[0], nxt[4] = w[0] + nxt[0], w[4] + nxt[4]
             w[0], w[4] = "", []
         else:
@@ -189,7 +193,7 @@ def merge_punctuation(words: list) -> list:
     previous = 0
     for j in range(1, len(words)):
         w, prev = words[j], words[previous]
-        if not prev[0].endswith(" ") and w[0] in APPEND_PUNCTUATION:
+        if not prev[0].endswith(" ") and w[0] in append:
             prev[0], prev[4] = prev[0] + w[0], prev[4] + w[4]
             w[0], w[4] = "", []
         else:
@@ -197,14 +201,19 @@ def merge_punctuation(words: list) -> list:
     return [WordTiming(*w) for w in words if w[0]]
 
 
-def clip_long_words(words: list) -> list:
-    """DTW lets a word at a sentence end (or just after one) soak up the pause next to it; cap
-    those words at twice the median word duration (itself at most 0.7 s), as the reference does."""
+def median_duration(words: list) -> float:
+    """Median length of the words that have one, at most 0.7 s: the yardstick for "too long"."""
     durations = np.array([w.end - w.start for w in words])
     durations = durations[durations.nonzero()]
-    if len(durations) == 0:
+    return min(0.7, float(np.median(durations))) if len(durations) else 0.0
+
+
+def clip_long_words(words: list) -> list:
+    """DTW lets a word at a sentence end (or just after one) soak up the pause next to it; cap
+    those words at twice the median word duration, as the reference does."""
+    max_duration = 2 * median_duration(words)
+    if max_duration == 0:
         return words
-    max_duration = 2 * min(0.7, float(np.median(durations)))
     words = list(words)
     for i in range(1, len(words)):
         w = words[i]
@@ -289,3 +298,57 @@ def word_timings(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: 
     """[WordTiming(word, start, end, probability, tokens)] for the text tokens decoded from one
     window; times in seconds from the window's start plus `offset`. See `align`."""
     return align(model, mel, tokens, tokenizer, num_frames, medfilt_width, offset).words
+
+
+def add_word_timestamps(model, tokenizer, segments: list, mel: torch.Tensor, num_frames: int, *,
+                        prepend_punctuations: str = PREPEND_PUNCTUATION, append_punctuations: str = APPEND_PUNCTUATION,
+                        last_speech_timestamp: float = 0.0, medfilt_width: int = 7) -> float:
+    """Long-form transcription's word timestamps, as openai-whisper's add_word_timestamps.
+
+    `segments` are the segments of one window (dicts with seek, start, end, tokens; times in
+    seconds from the start of the audio), `mel` that window and `num_frames` its frames with audio.
+    All are aligned at once; each segment gets "words": [{word, start, end, probability}], and its
+    start and end move to its first and last word unless that word looks stretched over a pause.
+    Returns the end of the last segment with words: pass it as `last_speech_timestamp` for the
+    next window, so that a first word right after a long pause can be recognised as too long.
+    """
+    if not segments:
+        return last_speech_timestamp
+    texts = [[t for t in segment["tokens"] if t < tokenizer.eot] for segment in segments]
+    offset = segments[0]["seek"] / FRAMES_PER_SECOND
+    alignment = align(model, mel, [t for text in texts for t in text], tokenizer, num_frames, medfilt_width, offset)
+    median = median_duration(alignment.raw_words)
+    longest = 2 * median
+    words = merge_punctuation(clip_long_words(alignment.raw_words), prepend_punctuations, append_punctuations)
+
+    position = 0
+    for segment, text in zip(segments, texts):
+        taken, mine = 0, []
+        while position < len(words) and taken < len(text):  # the words whose tokens this segment holds
+            w = words[position]
+            mine.append(dict(word=w.word, start=w.start, end=w.end, probability=w.probability))
+            taken, position = taken + len(w.tokens), position + 1
+        if mine:
+            first, last = mine[0], mine[-1]
+            # after a long pause, DTW often starts the first word (or two) too early: shorten them
+            if first["end"] - last_speech_timestamp > 4 * median and (
+                first["end"] - first["start"] > longest
+                or (len(mine) > 1 and mine[1]["end"] - first["start"] > 2 * longest)
+            ):
+                if len(mine) > 1 and mine[1]["end"] - mine[1]["start"] > longest:
+                    boundary = max(mine[1]["end"] / 2, mine[1]["end"] - longest)
+                    first["end"] = mine[1]["start"] = boundary
+                first["start"] = max(0.0, first["end"] - longest)
+            # a first word that starts well before its segment is stretched: trust the segment
+            if segment["start"] < first["end"] and segment["start"] - 0.5 > first["start"]:
+                first["start"] = max(0.0, min(first["end"] - median, segment["start"]))
+            else:
+                segment["start"] = first["start"]
+            # likewise a last word that ends well after it
+            if segment["end"] > last["start"] and segment["end"] + 0.5 < last["end"]:
+                last["end"] = max(last["start"] + median, segment["end"])
+            else:
+                segment["end"] = last["end"]
+            last_speech_timestamp = segment["end"]
+        segment["words"] = mine
+    return last_speech_timestamp

@@ -176,6 +176,39 @@ def test_word_timings_match_openai_whisper(which, request, ours, reference_with_
     assert all(np.array_equal(a, b) for a, b in zip(dtw(matrix), dtw_cpu(matrix)))
 
 
+@pytest.mark.parametrize("which", ["synthetic_run", "jfk_run"])
+def test_add_word_timestamps_matches_openai_whisper(which, request, ours, reference_with_heads):
+    """transcribe.py's entry point: two segments of a window that starts 1.5 s into the audio."""
+    import copy
+
+    from whisper.timing import add_word_timestamps as reference_add
+    from whisper.tokenizer import get_tokenizer as reference_tokenizer
+
+    from audio import pad_or_trim
+    from timing import add_word_timestamps
+    from tokenizer import get_tokenizer
+
+    facts, audio = request.getfixturevalue(which)
+    mel = load_window(audio)
+    words, n_frames, offset = facts["words"], mel.shape[-1], 1.5
+    half = len(words) // 2
+    cut = sum(len(w.tokens) for w in words[:half])
+    segments = [dict(seek=150, start=offset, end=offset + words[half].start, tokens=facts["tokens"][:cut]),
+                dict(seek=150, start=offset + words[half].start, end=offset + n_frames / 100, tokens=facts["tokens"][cut:])]
+    theirs = copy.deepcopy(segments)
+    window = pad_or_trim(mel, 3000)
+    last = add_word_timestamps(ours, get_tokenizer(False), segments, window, n_frames)
+    with torch.no_grad():
+        reference_add(segments=theirs, model=reference_with_heads, tokenizer=reference_tokenizer(False), mel=window,
+                      num_frames=n_frames, last_speech_timestamp=0.0)
+    for mine, ref in zip(segments, theirs):
+        assert [w["word"] for w in mine["words"]] == [w["word"] for w in ref["words"]]
+        errors = [max(abs(a["start"] - b["start"]), abs(a["end"] - b["end"])) for a, b in zip(mine["words"], ref["words"])]
+        assert np.median(errors) <= 0.1 and max(errors) <= 0.2, errors
+        assert abs(mine["start"] - ref["start"]) <= 0.1 and abs(mine["end"] - ref["end"]) <= 0.1
+    assert last == segments[-1]["end"]
+
+
 def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
     import inquiry
 

@@ -66,8 +66,8 @@ COMPONENTS = ["conv stem", "encoder self-attention", "encoder MLP", "decoder sel
 
 
 def save(fig, png: str) -> str:
-    """Write the figure, then requantise it to 256 colours: a third of the bytes, no visible loss,
-    so that the PNGs stay small enough to commit."""
+    """Write the figure, then requantise it to 256 colours: a fifth to a half of the bytes with no
+    visible loss, so that the PNGs stay small enough to commit."""
     fig.savefig(png, dpi=DPI)
     plt.close(fig)
     return shrink(png)
@@ -104,7 +104,7 @@ def parameter_table(dims: ModelDimensions) -> dict:
     return dict(_parameter_table(astuple(dims)))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=None)  # a page asks for each size more than once; tables are tuples so no caller can edit one
 def _parameter_table(dims: tuple) -> tuple:
     with torch.device("meta"):
         model = Whisper(ModelDimensions(*dims))
@@ -172,7 +172,7 @@ def token_label(tokenizer, token: int) -> str:
     return "<eot>" if token == tokenizer.eot else tokenizer.decode_with_timestamps([token]).replace(" ", "·")
 
 
-def figure_alignment(model: Whisper, mel: torch.Tensor, alignment, tokenizer, png: str, max_heads: int = 8) -> dict:
+def figure_alignment(mel: torch.Tensor, alignment, tokenizer, png: str, max_heads: int = 8) -> dict:
     """mel: the content frames only. Top: the mel with the words; middle: the DTW matrix and path;
     bottom: each alignment head's attention."""
     seconds = mel.shape[-1] / FRAMES_PER_SECOND
@@ -328,7 +328,7 @@ def read_log(path: str) -> list:
     """The JSON-lines log train.py writes ({"kind": "train"|"eval", "iter", "loss", "lr", ...}).
     Tolerant: lines that aren't JSON objects are skipped, any key may be missing."""
     rows = []
-    with open(path) as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 row = json.loads(line)
@@ -340,9 +340,10 @@ def read_log(path: str) -> list:
 
 
 def figure_training(rows: list, png: str, title: str) -> dict:
-    def series(key):
-        points = [(r.get("iter", i), r[key]) for i, r in enumerate(rows)
-                  if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    number = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
+
+    def series(key):  # (step, value) wherever the value is a number; the line number when there's no step
+        points = [(r["iter"] if number(r.get("iter")) else i, r[key]) for i, r in enumerate(rows) if number(r.get(key))]
         return np.array(points, dtype=float).reshape(-1, 2)
 
     data = {key: series(key) for key in ("loss", "val_loss", "wer", "lr")}
@@ -431,7 +432,7 @@ def run(model: Whisper, audio: np.ndarray, out_dir: str, model_name: str = "mode
     facts.update(transcript=result.text, tokens=result.tokens, alignment=alignment, words=alignment.words)
     if alignment.words:
         figures["alignment"] = png("alignment")
-        facts["alignment_fig"] = figure_alignment(model, mel, alignment, tokenizer, png("alignment"))
+        facts["alignment_fig"] = figure_alignment(mel, alignment, tokenizer, png("alignment"))
     lap("alignment")
 
     n_start = len(tokenizer.sot_sequence) + 1  # sot sequence and <|notimestamps|>

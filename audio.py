@@ -30,7 +30,11 @@ class AudioError(ValueError):
 
 
 def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Decode a file (flac, wav, ogg, mp3, ...) to mono float32 at `sr` Hz, without ffmpeg."""
+    """Decode a file (flac, wav, ogg, mp3, ...) to mono float32 at `sr` Hz, without ffmpeg.
+
+    The file is decoded and resampled a minute at a time into one preallocated array, so an hour of
+    44.1 kHz stereo never sits in memory at its original rate.
+    """
     import soundfile  # libsndfile >= 1.1 reads flac, wav, ogg/vorbis/opus and mp3
 
     path = os.fspath(path)
@@ -39,19 +43,36 @@ def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: file is empty")
     try:
-        data, file_sr = soundfile.read(path, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(path) as f:
+            audio = _decode_resampled(f, sr)
     except Exception as e:  # libsndfile says little more than "unknown format"
-        data, file_sr = _load_with_ffmpeg(path, sr), sr
-        if data is None:
+        audio = _load_with_ffmpeg(path, sr)
+        if audio is None:
             raise AudioError(f"{path}: cannot decode audio ({str(e).splitlines()[0]})") from None
-    audio = data.mean(axis=1) if data.ndim == 2 else data
     if audio.size == 0:
         raise AudioError(f"{path}: contains no audio samples")
-    if file_sr != sr:
-        import soxr
+    return audio
 
-        audio = soxr.resample(audio, file_sr, sr)
-    return np.ascontiguousarray(audio, dtype=np.float32)
+
+def _decode_resampled(f, sr: int) -> np.ndarray:
+    import soxr
+
+    n_out = -(-f.frames * sr // f.samplerate) + 16 if f.frames > 0 else 0  # a little slack for the resampler
+    out, n = np.empty(n_out, dtype=np.float32), 0
+    stream = soxr.ResampleStream(f.samplerate, sr, 1, dtype="float32") if f.samplerate != sr else None
+    block = 60 * f.samplerate
+    while True:
+        data = f.read(block, dtype="float32", always_2d=True)
+        last = len(data) < block
+        mono = data.mean(axis=1, dtype=np.float32)
+        if stream is not None:
+            mono = stream.resample_chunk(mono, last=last)
+        if n + len(mono) > len(out):  # frame counts of some mp3s are estimates
+            out = np.concatenate([out[:n], np.empty(max(len(mono), len(out) // 2), np.float32)])
+        out[n : n + len(mono)] = mono
+        n += len(mono)
+        if last:
+            return out[:n].copy() if n < len(out) - 16 else out[:n]
 
 
 def _load_with_ffmpeg(path: str, sr: int):
@@ -62,7 +83,7 @@ def _load_with_ffmpeg(path: str, sr: int):
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         return None
-    return (np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0)[:, None]
+    return np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
 
 
 def pad_or_trim(array, length: int = N_SAMPLES, axis: int = -1):
@@ -116,6 +137,19 @@ def mel_filters(n_mels: int, sr: int = SAMPLE_RATE, n_fft: int = N_FFT) -> np.nd
     return weights.astype(np.float32)
 
 
+def _log10_mel(samples: torch.Tensor, n_mels: int, center: bool) -> torch.Tensor:
+    """log10 of the mel power of every STFT frame, before the dynamic-range clamp."""
+    window = torch.hann_window(N_FFT, device=samples.device)
+    stft = torch.stft(samples, N_FFT, HOP_LENGTH, window=window, center=center, return_complex=True)
+    filters = torch.from_numpy(mel_filters(n_mels)).to(samples.device)
+    return torch.clamp(filters @ stft.abs() ** 2, min=1e-10).log10()
+
+
+def _normalise(log_spec: torch.Tensor, peak) -> torch.Tensor:
+    """Keep 80 dB below the loudest frame, then scale to roughly [-1, 1]."""
+    return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+
+
 def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0, device=None) -> torch.Tensor:
     """(..., n_samples) audio at 16 kHz -> (..., n_mels, n_frames) Whisper log-mel, float32.
 
@@ -132,14 +166,44 @@ def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0, device=None) 
     audio = audio.float()
     if padding > 0:
         audio = F.pad(audio, (0, padding))
-    window = torch.hann_window(N_FFT, device=audio.device)
-    stft = torch.stft(audio, N_FFT, HOP_LENGTH, window=window, return_complex=True)
-    power = stft[..., :-1].abs() ** 2  # the last frame would see beyond the end of the audio
-    filters = torch.from_numpy(mel_filters(n_mels)).to(audio.device)
-    log_spec = torch.clamp(filters @ power, min=1e-10).log10()
-    peak = log_spec.amax(dim=(-2, -1), keepdim=True)
-    log_spec = torch.maximum(log_spec, peak - 8.0)
-    return (log_spec + 4.0) / 4.0
+    log_spec = _log10_mel(audio, n_mels, center=True)[..., :-1]  # the last frame would see past the end
+    return _normalise(log_spec, log_spec.amax(dim=(-2, -1), keepdim=True))
+
+
+class LongFormMel:
+    """Frames of log_mel_spectrogram(audio, padding=N_SAMPLES), computed a window at a time.
+
+    The reference computes the mel of a whole file at once; for an hour that is 115 MB per 80 mels
+    held for the whole run. This gives the same frames while holding one window: a first pass finds
+    the file's loudest frame (the clamp depends on it), and `frames(a, b)` runs the STFT on just the
+    samples that frames a..b-1 see, mirroring torch.stft's reflect padding at the start.
+    """
+
+    def __init__(self, audio, n_mels: int = 80, device=None, chunk_frames: int = 6000):
+        self.audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
+        self.audio = self.audio.float()
+        self.n_mels, self.device = n_mels, device
+        self.n_padded = len(self.audio) + N_SAMPLES  # the signal the reference transforms
+        self.n_frames = self.n_padded // HOP_LENGTH  # after dropping stft's last frame
+        self.n_content = self.n_frames - N_FRAMES
+        self.peak = max(
+            _log10_mel(self._frames_signal(a, min(a + chunk_frames, self.n_frames)), n_mels, center=False).max()
+            for a in range(0, self.n_frames, chunk_frames)
+        )
+
+    def _frames_signal(self, start: int, stop: int) -> torch.Tensor:
+        """The samples that STFT frames start..stop-1 of the centred, reflect-padded signal cover."""
+        index = torch.arange(start * HOP_LENGTH, (stop - 1) * HOP_LENGTH + N_FFT) - N_FFT // 2
+        index = torch.where(index < 0, -index, index)  # reflect at the start
+        index = torch.where(index >= self.n_padded, 2 * (self.n_padded - 1) - index, index)  # and at the end
+        inside = index < len(self.audio)  # beyond the audio: the appended zeros
+        samples = torch.where(inside, self.audio[index.clamp(max=len(self.audio) - 1)], 0.0)
+        return samples.to(self.device) if self.device is not None else samples
+
+    def frames(self, start: int, stop: int) -> torch.Tensor:
+        """(n_mels, stop - start) normalised log-mel frames."""
+        log_spec = _log10_mel(self._frames_signal(start, stop), self.n_mels, center=False)
+        return _normalise(log_spec, self.peak.to(log_spec.device))
 
 
 def plot_utterance(audio, png_path, title: str = "", n_mels: int = 80, window_seconds: float = None):

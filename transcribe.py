@@ -1,97 +1,452 @@
 """
-Transcribe audio files with a Whisper checkpoint.
+Transcribe audio files of any length with a Whisper checkpoint.
 
     python transcribe.py ../shared/data/jfk.flac
-    python transcribe.py a.flac b.mp3 --model base.en --beam-size 1 --device cuda --dtype fp16
+    python transcribe.py talk.mp3 --output-format srt --output-dir subs --word-timestamps
+    python transcribe.py a.flac b.mp3 --model base.en --batch-size 16 --device cuda
 
-With one file, stdout is the transcript and nothing else; with several, each line is
-"<file>: <transcript>". Progress and errors go to stderr. A file that can't be read is reported
-in one line and skipped; the others are still transcribed, and the exit code is 1.
+Long-form decoding follows openai-whisper's: 30 s windows that move by what was transcribed (seek),
+timestamp tokens that cut segments, the previous text as a prompt, and a fallback to higher
+temperatures when a window's text is too repetitive or too unlikely. The defaults equal the
+reference command line's. With --batch-size N the audio is instead cut at silences into windows
+that are decoded N at a time with no conditioning between them: the fast path on a GPU.
 
-For now the audio is cut into consecutive 30 s windows, each decoded on its own.
+With one file and the default text output, stdout is the transcript and nothing else; progress,
+the detected language and errors go to stderr. A file that can't be read is reported in one line
+and skipped; the others are still transcribed, and the exit code is 1.
 """
 import argparse
+import json
+import os
 import sys
 import time
 
+import numpy as np
 import torch
 
-from audio import HOP_LENGTH, N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim
+from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioError, LongFormMel, load_audio,
+                   pad_or_trim)
 from model import decode
+from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# a window whose first token is <|nospeech|>-likely *and* whose text the model doubts is silence
-NO_SPEECH_THRESHOLD = 0.6
-LOGPROB_THRESHOLD = -1.0
+TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio token)
 # Whisper writes "you" or "." over digital silence with confidence (openai-whisper does too), so a
 # window whose loudest sample is below -80 dBFS is not decoded at all
 SILENCE_PEAK = 10 ** (-80 / 20)
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
-def transcribe(model, audio, beam_size=5, language=None, task="transcribe") -> dict:
-    """Audio samples at 16 kHz -> {"text", "segments"}; one segment per 30 s window with speech."""
-    mel = log_mel_spectrogram(audio, n_mels=model.dims.n_mels, padding=N_SAMPLES, device=model.device)
-    n_content = mel.shape[-1] - N_FRAMES  # the padding only gives the last window its zeros
+def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
+                         logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, **options):
+    """Decode a batch of windows at the first temperature; windows whose text is too repetitive
+    (gzip ratio) or too unlikely (avg log-prob) are decoded again at the next one, unless the model
+    says they are silence. Beam search at temperature 0, best-of-n sampling above."""
+    results = [None] * len(mels)
+    todo = list(range(len(mels)))
+    for t in temperatures:
+        if t > 0:  # sampling: best_of candidates, no beams
+            search = dict(temperature=t, best_of=best_of if best_of and best_of > 1 else None)
+        else:
+            search = dict(beam_size=beam_size if beam_size and beam_size > 1 else None)
+        if not search.get("beam_size"):
+            options.pop("patience", None)
+        batch = decode(model, mels[todo], **search, **options)
+        retry = []
+        for i, result in zip(todo, batch):
+            results[i] = result
+            failed = (compression_ratio_threshold is not None and result.compression_ratio > compression_ratio_threshold) \
+                or (logprob_threshold is not None and result.avg_logprob < logprob_threshold)
+            silent = no_speech_threshold is not None and logprob_threshold is not None \
+                and result.no_speech_prob > no_speech_threshold and result.avg_logprob < logprob_threshold
+            if failed and not silent:
+                retry.append(i)
+        todo = retry
+        if not todo:
+            break
+    return results
+
+
+def split_segments(tokens: list, tokenizer, time_offset: float, window_frames: int):
+    """Cut a window's tokens into segments at each pair of consecutive timestamps.
+
+    Returns (segments, consumed_frames, single_ending); consumed_frames is where the next window may start. A window that ends with
+    a lone timestamp is done; otherwise the text after the last complete segment is dropped and the
+    next window starts at that segment's end, so nothing is cut mid-sentence.
+    """
+    ts_begin = tokenizer.timestamp_begin
+    is_ts = [t >= ts_begin for t in tokens]
+    single_ending = is_ts[-2:] == [False, True]
+    cuts = [i + 1 for i in range(len(tokens) - 1) if is_ts[i] and is_ts[i + 1]]
     segments = []
-    for seek in range(0, max(n_content, 1), N_FRAMES):
-        samples = audio[seek * HOP_LENGTH : (seek + N_FRAMES) * HOP_LENGTH]
-        if len(samples) == 0 or float(abs(samples).max()) < SILENCE_PEAK:
-            continue
-        # like the reference: the content frames, then zeros (not the mel of silence) up to 30 s
-        window = pad_or_trim(mel[:, seek : min(seek + N_FRAMES, n_content)], N_FRAMES)
-        result = decode(model, window, beam_size=beam_size if beam_size > 1 else None, language=language, task=task)
-        if result.no_speech_prob > NO_SPEECH_THRESHOLD and result.avg_logprob < LOGPROB_THRESHOLD:
-            continue
-        start = seek / (N_FRAMES / 30)
-        end = min(seek + N_FRAMES, n_content) / (N_FRAMES / 30)
-        segments.append(dict(start=start, end=end, text=result.text, tokens=result.tokens,
-                             avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob))
-    return {"text": " ".join(s["text"] for s in segments if s["text"]), "segments": segments}
+    if cuts:
+        if single_ending:
+            cuts.append(len(tokens))
+        last = 0
+        for cut in cuts:
+            piece = tokens[last:cut]
+            start, end = (piece[0] - ts_begin) * TIME_PER_TOKEN, (piece[-1] - ts_begin) * TIME_PER_TOKEN
+            segments.append((time_offset + start, time_offset + end, piece))
+            last = cut
+        consumed = window_frames if single_ending else (tokens[last - 1] - ts_begin) * 2
+    else:
+        duration = window_frames / FRAMES_PER_SECOND
+        stamps = [t for t in tokens if t >= ts_begin]
+        if stamps and stamps[-1] != ts_begin:  # no pair, but one timestamp: the speech ends there
+            duration = (stamps[-1] - ts_begin) * TIME_PER_TOKEN
+        segments.append((time_offset, time_offset + duration, tokens))
+        consumed = window_frames
+    return segments, consumed, single_ending
+
+
+def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_penalty=None,
+               temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4, logprob_threshold=-1.0,
+               no_speech_threshold=0.6, condition_on_previous_text=True, initial_prompt=None, word_timestamps=False,
+               language=None, task="transcribe", batch_size=None, suppress_tokens="-1", progress=False) -> dict:
+    """16 kHz samples -> {"text", "segments", "language", "language_probability"}.
+
+    Each segment has id, seek, start, end, text, tokens, temperature, avg_logprob,
+    compression_ratio, no_speech_prob, and with word_timestamps a list of words.
+    """
+    from tqdm import tqdm
+
+    mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
+    language, language_probability = resolve_language(model, mel, language, task)
+    tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
+    temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
+    decode_options = dict(temperatures=temperatures, compression_ratio_threshold=compression_ratio_threshold,
+                          logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
+                          beam_size=beam_size, best_of=best_of, patience=patience, length_penalty=length_penalty,
+                          suppress_tokens=suppress_tokens, tokenizer=tokenizer, timestamps=True)
+    audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
+
+    def window(seek: int, size: int) -> torch.Tensor:
+        # like the reference: the content frames, then zero frames (not the mel of silence) to 30 s
+        return pad_or_trim(mel.frames(seek, seek + size), N_FRAMES).to(model.dtype)
+
+    def is_digital_silence(seek: int, size: int) -> bool:
+        samples = audio[seek * HOP_LENGTH : (seek + size) * HOP_LENGTH]
+        return len(samples) == 0 or float(samples.abs().max()) < SILENCE_PEAK
+
+    def make_segment(seek, start, end, tokens, result):
+        return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
+                    tokens=tokens, temperature=result.temperature, avg_logprob=result.avg_logprob,
+                    compression_ratio=result.compression_ratio, no_speech_prob=result.no_speech_prob)
+
+    def is_no_speech(result) -> bool:
+        return no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
+            logprob_threshold is not None and result.avg_logprob > logprob_threshold)
+
+    n_content = mel.n_content
+    prompt_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
+    all_tokens, segments = list(prompt_tokens), []
+    bar = tqdm(total=round(n_content / FRAMES_PER_SECOND, 2), unit="s", unit_scale=False, disable=not progress,
+               file=sys.stderr, desc="transcribing", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+
+    if batch_size:
+        # independent windows cut at pauses, decoded batch_size at a time. Where the model stops
+        # before the end of its window, the rest goes back in the queue as a window of its own.
+        queue = [(s, e - s) for s, e in silence_cuts(audio, n_content)]
+        while queue:
+            group, queue = queue[:batch_size], queue[batch_size:]
+            speech = [(s, n) for s, n in group if not is_digital_silence(s, n)]
+            results = decode_with_fallback(model, torch.stack([window(s, n) for s, n in speech]), **decode_options) if speech else []
+            for (seek, size), result in zip(speech, results):
+                consumed = size
+                if not is_no_speech(result):
+                    pieces, consumed, _ = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
+                    current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
+                    segments += finish_window(model, tokenizer, current, window(seek, size), size, word_timestamps)
+                    if 0 < consumed < size:
+                        queue.append((seek + consumed, size - consumed))
+                bar.update(round(consumed / FRAMES_PER_SECOND, 2))
+            bar.update(round(sum(n for s, n in group if (s, n) not in speech) / FRAMES_PER_SECOND, 2))
+        segments.sort(key=lambda s: s["start"])
+    else:
+        seek, prompt_reset_since = 0, 0
+        while seek < n_content:
+            size = min(N_FRAMES, n_content - seek)
+            if is_digital_silence(seek, size):
+                bar.update(round(size / FRAMES_PER_SECOND, 2))
+                seek += size
+                continue
+            mel_window = window(seek, size)
+            prompt = all_tokens[prompt_reset_since:]
+            result = decode_with_fallback(model, mel_window[None], prompt=prompt or None, **decode_options)[0]
+            previous_seek = seek
+            if is_no_speech(result):
+                seek += size
+            else:
+                pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
+                current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
+                current = finish_window(model, tokenizer, current, mel_window, size, word_timestamps)
+                seek += consumed
+                if word_timestamps and not single_ending:  # the words say more exactly where speech ended
+                    last_end = next((w["end"] for s in reversed(current) for w in reversed(s["words"])),
+                                    current[-1]["end"] if current else None)
+                    if last_end is not None and last_end > previous_seek / FRAMES_PER_SECOND:
+                        seek = round(last_end * FRAMES_PER_SECOND)
+                segments += current
+                all_tokens += [t for s in current for t in s["tokens"]]
+                if not condition_on_previous_text or result.temperature > 0.5:
+                    prompt_reset_since = len(all_tokens)  # text sampled that hot is no guide
+            bar.update(round((min(n_content, seek) - previous_seek) / FRAMES_PER_SECOND, 2))
+    bar.close()
+    for i, segment in enumerate(segments):
+        segment["id"] = i
+    text = tokenizer.decode([t for s in segments for t in s["tokens"]])
+    return dict(text=text, segments=segments, language=language, language_probability=language_probability)
+
+
+def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timestamps) -> list:
+    """Word timings for a window's segments, then empty out segments with no duration or no text."""
+    if word_timestamps:
+        from timing import add_word_timestamps
+
+        add_word_timestamps(model, tokenizer, segments, mel_window, n_frames,
+                            prepend_punctuations=PREPEND_PUNCTUATIONS, append_punctuations=APPEND_PUNCTUATIONS)
+    for segment in segments:
+        if segment["start"] == segment["end"] or not segment["text"].strip():
+            segment.update(text="", tokens=[], words=[])
+    return segments
+
+
+def silence_cuts(audio: torch.Tensor, n_content: int, min_frames: int = 15 * FRAMES_PER_SECOND) -> list:
+    """Windows of at most 30 s for batched decoding, each cut in the middle of the longest pause
+    between 15 s and 30 s after its start, so that words are rarely cut in two and each window
+    starts and ends in silence. Returns [(start_frame, end_frame)]."""
+    hop = 5  # energy over 50 ms steps
+    n_steps = -(-n_content // hop)
+    padded = torch.nn.functional.pad(audio.float(), (0, max(0, n_steps * hop * HOP_LENGTH - len(audio))))
+    energy = padded[: n_steps * hop * HOP_LENGTH].view(n_steps, hop * HOP_LENGTH).pow(2).mean(dim=1)
+    cuts, start = [], 0
+    while n_content - start > N_FRAMES:
+        lo, hi = (start + min_frames) // hop, (start + N_FRAMES) // hop
+        span = energy[lo:hi]
+        quiet = span <= max(float(span.min()) * 4, float(span.max()) * 1e-3)  # within 6 dB of the floor
+        best, best_len, run = int(torch.argmin(span)), 0, 0
+        for i, q in enumerate(quiet.tolist()):  # the longest run of quiet steps
+            run = run + 1 if q else 0
+            if run > best_len:
+                best, best_len = i - run // 2, run
+        end = min((lo + best) * hop + hop // 2, start + N_FRAMES)
+        cuts.append((start, end))
+        start = end
+    cuts.append((start, n_content))
+    return cuts
+
+
+def check_language(model, language, task):
+    """The language code to decode in (None: detect it), or a ValueError saying why not."""
+    if not model.is_multilingual:
+        if task == "translate":
+            raise ValueError("--task translate needs a multilingual model; this one is English-only")
+        if language is not None and TO_LANGUAGE_CODE.get(language.lower(), language.lower()) != "en":
+            raise ValueError(f"--language {language}: this model is English-only")
+        return "en"
+    if language is None:
+        return None
+    code = TO_LANGUAGE_CODE.get(language.lower(), language.lower())
+    if code not in list(LANGUAGES)[: model.num_languages]:
+        raise ValueError(f"--language {language}: unknown language; use a code like en, de, ja or a name like german")
+    return code
+
+
+def resolve_language(model, mel: LongFormMel, language, task):
+    """(code, probability): the given language, or the one detected on the first 30 s."""
+    code = check_language(model, language, task)
+    if code is not None:
+        return code, None
+    from model import detect_language
+
+    first = pad_or_trim(mel.frames(0, min(N_FRAMES, max(mel.n_content, 1))), N_FRAMES).to(model.dtype)
+    tokenizer = get_tokenizer(True, model.num_languages)
+    code, probs = detect_language(model, model.embed_audio(first[None]), tokenizer)[0]
+    return code, probs[code]
+
+
+# ------------------------------------------------------------------------------------------------
+# output formats
+
+
+def format_timestamp(seconds: float, always_hours: bool = False, decimal: str = ".") -> str:
+    ms = round(seconds * 1000)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    hours_part = f"{hours:02d}:" if always_hours or hours > 0 else ""
+    return f"{hours_part}{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
+
+
+def to_txt(result: dict) -> str:
+    return "".join(s["text"].strip() + "\n" for s in result["segments"] if s["text"].strip())
+
+
+def to_srt(result: dict) -> str:
+    cues = [s for s in result["segments"] if s["text"].strip()]
+    return "\n".join(
+        f"{i}\n{format_timestamp(s['start'], True, ',')} --> {format_timestamp(s['end'], True, ',')}\n"
+        f"{s['text'].strip().replace('-->', '->')}\n"
+        for i, s in enumerate(cues, start=1)
+    )
+
+
+def to_vtt(result: dict) -> str:
+    cues = [s for s in result["segments"] if s["text"].strip()]
+    return "WEBVTT\n\n" + "\n".join(
+        f"{format_timestamp(s['start'])} --> {format_timestamp(s['end'])}\n{s['text'].strip().replace('-->', '->')}\n"
+        for s in cues
+    )
+
+
+def to_tsv(result: dict) -> str:
+    rows = ["start\tend\ttext"]  # integer milliseconds, as the reference writes them
+    rows += [f"{round(1000 * s['start'])}\t{round(1000 * s['end'])}\t{s['text'].strip().replace(chr(9), ' ')}"
+             for s in result["segments"] if s["text"].strip()]
+    return "\n".join(rows) + "\n"
+
+
+def to_json(result: dict) -> str:
+    return json.dumps(result, ensure_ascii=False)
+
+
+WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "json": to_json}
+
+
+def write_outputs(result: dict, audio_path: str, output_dir: str, formats: list) -> list:
+    """One file per format, named after the audio; written to a temp name first, then renamed."""
+    stem = os.path.splitext(os.path.basename(audio_path))[0]
+    written = []
+    for fmt in formats:
+        path = os.path.join(output_dir, f"{stem}.{fmt}")
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(WRITERS[fmt](result))
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def temperatures(start: float, increment: float) -> tuple:
+    if increment is None or increment <= 0:
+        return (start,)
+    return tuple(np.arange(start, 1.0 + 1e-6, increment).round(2).tolist())
+
+
+def none_if_negative(x: str):
+    value = float(x)
+    return None if value < 0 else value
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", help="audio files: flac, wav, ogg, mp3, ...")
-    parser.add_argument("--model", default="tiny.en", help="official name, .pt file, CTranslate2 dir or training checkpoint")
-    parser.add_argument("--beam-size", type=int, default=5, help="beam width; 1 decodes greedily")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: fp16 on GPU, fp32 on CPU")
-    parser.add_argument("--language", default=None, help="multilingual models: language code or name (default: detect)")
-    parser.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
-    args = parser.parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", help="audio files: flac, wav, ogg, mp3, ...")
+    p.add_argument("--model", default="tiny.en", help="official name, .pt file, CTranslate2 dir or training checkpoint")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: fp16 on GPU, fp32 on CPU")
+    p.add_argument("--language", default=None, help="multilingual models: code or name (default: detect)")
+    p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
+    p.add_argument("--beam-size", type=int, default=5, help="beam width at temperature 0; 1 decodes greedily")
+    p.add_argument("--best-of", type=int, default=5, help="samples per window when falling back to temperature > 0")
+    p.add_argument("--patience", type=float, default=None, help="beam search patience (finished candidates = beam * patience)")
+    p.add_argument("--length-penalty", type=float, default=None, help="alpha of Google NMT's length penalty (default: divide by length)")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--temperature-increment-on-fallback", type=float, default=0.2, help="0 disables the fallback")
+    p.add_argument("--compression-ratio-threshold", type=none_if_negative, default=2.4, help="negative disables")
+    p.add_argument("--logprob-threshold", type=none_if_negative_or_any, default=-1.0, help="'none' disables")
+    p.add_argument("--no-speech-threshold", type=none_if_negative, default=0.6, help="negative disables")
+    p.add_argument("--condition-on-previous-text", type=str_to_bool, default=True)
+    p.add_argument("--initial-prompt", default=None, help="text to condition the first window on (names, spelling)")
+    p.add_argument("--suppress-tokens", default="-1", help="comma-separated ids; -1 is the non-speech symbols")
+    p.add_argument("--word-timestamps", action="store_true", help="word timings from cross-attention (DTW)")
+    p.add_argument("--batch-size", type=int, default=None, help="decode windows cut at silences N at a time")
+    p.add_argument("--output-format", choices=["txt", "srt", "vtt", "json", "tsv", "all"], default=None,
+                   help="write files to --output-dir (default: the text on stdout)")
+    p.add_argument("--output-dir", default=None, help="where --output-format files go (default: .)")
+    args = p.parse_args(argv)
 
     from pretrained import CheckpointError, from_pretrained
 
     device = args.device or default_device()
     dtype = DTYPES[args.dtype or ("fp16" if device.startswith("cuda") else "fp32")]
+    output_dir = args.output_dir or ("." if args.output_format else None)
+    formats = None if not args.output_format else (list(WRITERS) if args.output_format == "all" else [args.output_format])
+    if output_dir is not None:
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
+            open(probe, "w").close()
+            os.remove(probe)
+        except OSError as e:
+            print(f"error: {output_dir}: output directory is not writable ({e.strerror})", file=sys.stderr)
+            return 2
+        formats = formats or ["txt"]
     try:
         t0 = time.time()
         model = from_pretrained(args.model, device=device, dtype=dtype)
         print(f"loaded {args.model} on {device} in {time.time() - t0:.1f}s", file=sys.stderr)
-    except (CheckpointError, RuntimeError) as e:
+        check_language(model, args.language, args.task)
+    except (CheckpointError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    options = dict(beam_size=args.beam_size, best_of=args.best_of, patience=args.patience,
+                   length_penalty=args.length_penalty,
+                   temperature=temperatures(args.temperature, args.temperature_increment_on_fallback),
+                   compression_ratio_threshold=args.compression_ratio_threshold,
+                   logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
+                   condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,
+                   word_timestamps=args.word_timestamps, language=args.language, task=args.task,
+                   batch_size=args.batch_size, suppress_tokens=args.suppress_tokens)
 
     failed = 0
     for path in args.files:
         try:
             audio = load_audio(path)
-        except AudioError as e:
-            print(f"error: {e}", file=sys.stderr)
+            t0 = time.time()
+            result = transcribe(model, audio, progress=len(audio) > 60 * SAMPLE_RATE, **options)
+        except (AudioError, ValueError) as e:
+            message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+            print(f"error: {message}", file=sys.stderr)
             failed += 1
             continue
-        t0 = time.time()
-        result = transcribe(model, audio, beam_size=args.beam_size, language=args.language, task=args.task)
         seconds = len(audio) / SAMPLE_RATE
-        print(f"{path}: {seconds:.1f}s of audio in {time.time() - t0:.1f}s", file=sys.stderr)
-        print(result["text"] if len(args.files) == 1 else f"{path}: {result['text']}", flush=True)
+        detected = "" if result["language_probability"] is None else \
+            f", detected {LANGUAGES[result['language']]} (p={result['language_probability']:.2f})"
+        print(f"{path}: {seconds:.1f}s of audio in {time.time() - t0:.1f}s{detected}", file=sys.stderr)
+        if formats:
+            try:
+                for written in write_outputs(result, path, output_dir, formats):
+                    print(f"wrote {written}", file=sys.stderr)
+            except OSError as e:
+                print(f"error: {path}: could not write output ({e})", file=sys.stderr)
+                failed += 1
+        else:
+            text = result["text"].strip()
+            print(text if len(args.files) == 1 else f"{path}: {text}", flush=True)
     if failed:
         print(f"{failed} of {len(args.files)} files failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def str_to_bool(x: str) -> bool:
+    if x.lower() in ("true", "1", "yes"):
+        return True
+    if x.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {x!r}")
+
+
+def none_if_negative_or_any(x: str):
+    return None if x.lower() == "none" else float(x)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,28 @@ def test_plot_utterance_writes_a_png(tmp_path, spoken):
     png = plot_utterance(spoken[0], tmp_path / "utt.png", title="tts", window_seconds=30)
     data = open(png, "rb").read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_long_form_mel_equals_the_whole_file_mel(spoken):
+    from audio import LongFormMel
+
+    audio = np.concatenate([spoken[0], np.zeros(16000 * 20, np.float32), spoken[1], spoken[0]])
+    whole = whisper.log_mel_spectrogram(torch.from_numpy(audio), padding=N_SAMPLES)
+    stream = LongFormMel(audio, chunk_frames=1234)  # chunks that don't line up with windows
+    assert stream.n_frames == whole.shape[-1] and stream.n_content == whole.shape[-1] - 3000
+    for start, stop in [(0, 3000), (0, 1), (2999, 5000), (stream.n_frames - 3100, stream.n_frames)]:
+        assert (stream.frames(start, stop) - whole[:, start:stop]).abs().max() <= 1e-4
+
+
+def test_streamed_decoding_equals_decoding_at_once(tmp_path):
+    import soxr
+
+    sr = 44100
+    stereo = np.random.default_rng(0).standard_normal((sr * 130, 2)).astype(np.float32) * 0.1  # > 2 blocks
+    path = tmp_path / "noise.flac"
+    sf.write(path, stereo, sr, subtype="PCM_24")
+    decoded, _ = sf.read(path, dtype="float32")
+    at_once = soxr.resample(decoded.mean(axis=1), sr, 16000)
+    streamed = load_audio(path)
+    assert len(streamed) == len(at_once)
+    assert np.abs(streamed - at_once).max() <= 1e-4

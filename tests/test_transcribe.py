@@ -28,22 +28,16 @@ def speech_wav(tmp_path_factory, spoken):
 
 
 def test_jfk_prints_only_the_transcript_and_it_equals_the_reference(reference):
-    import torch
-    import whisper
-
-    from audio import N_SAMPLES, load_audio
+    from audio import load_audio
 
     path = shared("jfk.flac")
     proc = run(path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("\n") == 1
     assert words(proc.stdout) == EXPECTED_JFK
-    # the reference on the same window (its long-form mel: content frames, then zeros) and the
-    # CLI's default options (5 beams, no timestamps for now) writes the same text
-    audio = torch.from_numpy(load_audio(path))
-    mel = whisper.log_mel_spectrogram(audio, padding=N_SAMPLES)[:, : len(audio) // 160]
-    options = whisper.DecodingOptions(language="en", fp16=False, beam_size=5, without_timestamps=True)
-    assert proc.stdout.strip() == whisper.decode(reference, whisper.pad_or_trim(mel, 3000), options).text
+    # openai-whisper's transcribe() with its command line's defaults writes the same text
+    expected = reference.transcribe(load_audio(path), language="en", fp16=False, beam_size=5, best_of=5)["text"]
+    assert proc.stdout.strip() == expected.strip()
 
 
 def test_synthetic_speech_prints_one_line_and_logs_to_stderr(speech_wav):
@@ -98,3 +92,168 @@ def test_long_audio_is_transcribed_window_by_window(ours, spoken):
 def test_unknown_model_is_a_clear_error(speech_wav):
     proc = run(speech_wav, "--model", "no-such-model")
     assert proc.returncode == 2 and "no-such-model" in proc.stderr and "not an official model name" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# long-form: the reference's algorithm, output formats, batched mode, languages
+
+
+@pytest.fixture(scope="module")
+def long_form(spoken):
+    """(audio, reference text): the ../shared clips one after another (35 s), or, in a fresh clone,
+    synthetic sentences spread over 45 s so that windows still seek past each other."""
+    from conftest import LIBRISPEECH_CLIPS, SHARED_DATA, SPOKEN
+    from audio import load_audio
+
+    gap = np.zeros(8000, np.float32)
+    if (SHARED_DATA / "jfk.flac").exists() and len(LIBRISPEECH_CLIPS) == 4:
+        clips = [load_audio(SHARED_DATA / "jfk.flac")] + [load_audio(p) for p in LIBRISPEECH_CLIPS]
+        transcripts = dict(line.split(" ", 1) for t in (SHARED_DATA / "LibriSpeech").rglob("*.trans.txt")
+                           for line in t.read_text().splitlines())
+        texts = [EXPECTED_JFK] + [transcripts[p.stem] for p in LIBRISPEECH_CLIPS]
+    else:
+        clips, texts = spoken * 3, SPOKEN * 3
+        gap = np.zeros(16000 * 4, np.float32)
+    return np.concatenate([x for clip in clips for x in (clip, gap)]), " ".join(texts)
+
+
+GREEDY = dict(temperature=0.0, beam_size=None, best_of=None)
+
+
+@pytest.fixture(scope="module")
+def sequential(ours, long_form):
+    from transcribe import transcribe
+
+    return transcribe(ours, long_form[0], **GREEDY)
+
+
+def test_long_form_equals_the_reference_transcribe(reference, long_form, sequential):
+    expected = reference.transcribe(long_form[0], language="en", fp16=False, **GREEDY)
+    assert len(sequential["segments"]) == len(expected["segments"]) >= 3
+    for ours_segment, ref_segment in zip(sequential["segments"], expected["segments"]):
+        assert ours_segment["text"] == ref_segment["text"]
+        assert ours_segment["tokens"] == ref_segment["tokens"]
+        assert ours_segment["start"] == pytest.approx(ref_segment["start"], abs=1e-3)
+        assert ours_segment["end"] == pytest.approx(ref_segment["end"], abs=1e-3)
+        assert ours_segment["seek"] == ref_segment["seek"]
+    assert sequential["text"] == expected["text"]
+    assert max(s["seek"] for s in sequential["segments"]) > 0  # it did seek past the first window
+
+
+def test_batched_mode_loses_no_more_than_half_a_point_of_wer(ours, long_form):
+    """Batched windows have no previous text to lean on; with the command line's decoding options
+    (5 beams, temperature fallback) they must not cost more than 0.5 WER points."""
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    from transcribe import transcribe
+
+    normalise = EnglishTextNormalizer()
+    truth = normalise(long_form[1])
+    sequential = transcribe(ours, long_form[0])
+    batched = transcribe(ours, long_form[0], batch_size=4)
+    wer_sequential = jiwer.wer(truth, normalise(sequential["text"]))
+    wer_batched = jiwer.wer(truth, normalise(batched["text"]))
+    print(f"WER sequential {100 * wer_sequential:.2f}%, batched {100 * wer_batched:.2f}%")
+    assert wer_batched <= wer_sequential + 0.005
+    starts = [s["start"] for s in batched["segments"]]
+    assert starts == sorted(starts)
+
+
+def parse_srt_or_vtt(text: str) -> list:
+    cues = []
+    for block in text.strip().split("\n\n"):
+        lines = [line for line in block.splitlines() if line and not line.isdigit() and line != "WEBVTT"]
+        if not lines:
+            continue
+        start, end = (to_seconds(t) for t in lines[0].split(" --> "))
+        cues.append((start, end, " ".join(lines[1:])))
+    return cues
+
+
+def to_seconds(stamp: str) -> float:
+    parts = stamp.replace(",", ".").split(":")
+    return sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
+
+
+def test_output_formats_parse_back_and_agree(tmp_path, speech_wav):
+    import json
+
+    proc = run(speech_wav, "--output-format", "all", "--output-dir", tmp_path, "--beam-size", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""  # files only
+    stem = speech_wav.stem
+    result = json.loads((tmp_path / f"{stem}.json").read_text())
+    expected = [(s["start"], s["end"], s["text"].strip()) for s in result["segments"] if s["text"].strip()]
+    assert expected and "fox" in result["text"].lower()
+    for fmt in ("srt", "vtt"):
+        cues = parse_srt_or_vtt((tmp_path / f"{stem}.{fmt}").read_text())
+        assert [c[2] for c in cues] == [e[2] for e in expected]
+        assert all(abs(c[0] - e[0]) <= 0.001 and abs(c[1] - e[1]) <= 0.001 for c, e in zip(cues, expected))
+    rows = (tmp_path / f"{stem}.tsv").read_text().splitlines()
+    assert rows[0] == "start\tend\ttext"
+    tsv = [(int(a) / 1000, int(b) / 1000, t) for a, b, t in (r.split("\t") for r in rows[1:])]
+    assert [t for _, _, t in tsv] == [e[2] for e in expected]
+    assert all(abs(a - e[0]) <= 0.001 and abs(b - e[1]) <= 0.001 for (a, b, _), e in zip(tsv, expected))
+    assert (tmp_path / f"{stem}.txt").read_text().split("\n")[:-1] == [e[2] for e in expected]
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["--output-dir", "{file}/sub"], "output directory is not writable"),
+    (["--language", "xx"], "English-only"),
+    (["--task", "translate"], "needs a multilingual model"),
+])
+def test_bad_options_get_one_line_and_non_zero_exit(speech_wav, args, problem):
+    args = [a.format(file=speech_wav) for a in args]
+    proc = run(speech_wav, *args)
+    assert proc.returncode != 0 and proc.stdout == ""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and problem in errors[0]
+
+
+def random_multilingual(path):
+    from model import ModelDimensions, Whisper
+    from pretrained import save_checkpoint
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
+                           n_vocab=51865, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2)
+    model = Whisper(dims).init_weights().eval()
+    with torch.no_grad():
+        model.decoder.token_embedding.weight.mul_(20)  # spread the language logits out
+        eot = model.decoder.token_embedding.weight[50257]  # and make the text end at once: a short test
+        model.decoder.ln.bias.copy_(eot * 30 / eot.norm() ** 2)
+    save_checkpoint(model, str(path))
+    return model
+
+
+def test_language_detection_equals_the_reference(tmp_path, spoken):
+    import torch
+    import whisper
+
+    from conftest import mel_window
+    from model import detect_language
+    from tokenizer import get_tokenizer
+
+    model = random_multilingual(tmp_path / "multi.pt")
+    reference = whisper.load_model(str(tmp_path / "multi.pt"), device="cpu")
+    mel = mel_window(spoken[0])
+    with torch.no_grad():
+        ours_code, ours_probs = detect_language(model, model.embed_audio(mel[None]), get_tokenizer(True))[0]
+    _, ref_probs = reference.detect_language(mel)
+    assert ours_code == max(ref_probs, key=ref_probs.get)
+    assert ours_probs[ours_code] == pytest.approx(ref_probs[ours_code], abs=1e-3)
+    assert max(abs(ours_probs[c] - ref_probs[c]) for c in ref_probs) <= 1e-3
+
+
+def test_translate_and_language_on_a_multilingual_checkpoint(tmp_path, speech_wav):
+    random_multilingual(tmp_path / "multi.pt")
+    proc = run(speech_wav, "--model", tmp_path / "multi.pt", "--beam-size", "1", "--temperature-increment-on-fallback", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert "detected" in proc.stderr  # the language and its probability are reported
+    proc = run(speech_wav, "--model", tmp_path / "multi.pt", "--task", "translate", "--language", "german",
+               "--beam-size", "1", "--temperature-increment-on-fallback", "0")
+    assert proc.returncode == 0, proc.stderr
+    proc = run(speech_wav, "--model", tmp_path / "multi.pt", "--language", "klingon")
+    assert proc.returncode == 2 and "unknown language" in proc.stderr

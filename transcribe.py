@@ -34,8 +34,6 @@ TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio toke
 # Whisper writes "you" or "." over digital silence with confidence (openai-whisper does too), so a
 # window whose loudest sample is below -80 dBFS is not decoded at all
 SILENCE_PEAK = 10 ** (-80 / 20)
-PREPEND_PUNCTUATIONS = "\"'“¿([{-"
-APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
 
 def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
@@ -157,14 +155,16 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 if not is_no_speech(result):
                     pieces, consumed, _ = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
                     current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
-                    segments += finish_window(model, tokenizer, current, window(seek, size), size, word_timestamps)
+                    # windows are independent: no speech is known before this one
+                    segments += finish_window(model, tokenizer, current, window(seek, size), size, word_timestamps,
+                                              last_speech=seek / FRAMES_PER_SECOND)[0]
                     if 0 < consumed < size:
                         queue.append((seek + consumed, size - consumed))
                 bar.update(round(consumed / FRAMES_PER_SECOND, 2))
             bar.update(round(sum(n for s, n in group if (s, n) not in speech) / FRAMES_PER_SECOND, 2))
         segments.sort(key=lambda s: s["start"])
     else:
-        seek, prompt_reset_since = 0, 0
+        seek, prompt_reset_since, last_speech = 0, 0, 0.0
         while seek < n_content:
             size = min(N_FRAMES, n_content - seek)
             if is_digital_silence(seek, size):
@@ -180,7 +180,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
             else:
                 pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
                 current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
-                current = finish_window(model, tokenizer, current, mel_window, size, word_timestamps)
+                current, last_speech = finish_window(model, tokenizer, current, mel_window, size, word_timestamps,
+                                                     last_speech)
                 seek += consumed
                 if word_timestamps and not single_ending:  # the words say more exactly where speech ended
                     last_end = next((w["end"] for s in reversed(current) for w in reversed(s["words"])),
@@ -199,17 +200,18 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     return dict(text=text, segments=segments, language=language, language_probability=language_probability)
 
 
-def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timestamps) -> list:
-    """Word timings for a window's segments, then empty out segments with no duration or no text."""
+def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timestamps, last_speech=0.0):
+    """Word timings for a window's segments, then empty out segments with no duration or no text.
+    Returns (segments, end of the last speech so far)."""
     if word_timestamps:
         from timing import add_word_timestamps
 
-        add_word_timestamps(model, tokenizer, segments, mel_window, n_frames,
-                            prepend_punctuations=PREPEND_PUNCTUATIONS, append_punctuations=APPEND_PUNCTUATIONS)
+        last_speech = add_word_timestamps(model, tokenizer, segments, mel_window, n_frames,
+                                          last_speech_timestamp=last_speech)
     for segment in segments:
         if segment["start"] == segment["end"] or not segment["text"].strip():
             segment.update(text="", tokens=[], words=[])
-    return segments
+    return segments, last_speech
 
 
 def silence_cuts(audio: torch.Tensor, n_content: int, min_frames: int = 15 * FRAMES_PER_SECOND) -> list:

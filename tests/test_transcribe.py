@@ -257,3 +257,21 @@ def test_translate_and_language_on_a_multilingual_checkpoint(tmp_path, speech_wa
     assert proc.returncode == 0, proc.stderr
     proc = run(speech_wav, "--model", tmp_path / "multi.pt", "--language", "klingon")
     assert proc.returncode == 2 and "unknown language" in proc.stderr
+
+
+def test_word_timestamps_are_ordered_inside_segments_and_match_the_reference(ours, reference, spoken):
+    from transcribe import transcribe
+
+    audio = np.concatenate([spoken[0], np.zeros(16000, np.float32), spoken[1]])
+    result = transcribe(ours, audio, word_timestamps=True, **GREEDY)
+    expected = reference.transcribe(audio, language="en", fp16=False, word_timestamps=True, **GREEDY)
+    ours_words = [w for s in result["segments"] for w in s["words"]]
+    ref_words = [w for s in expected["segments"] for w in s["words"]]
+    assert [w["word"] for w in ours_words] == [w["word"] for w in ref_words] and len(ours_words) > 10
+    for segment in result["segments"]:
+        for w in segment["words"]:
+            assert segment["start"] - 1e-6 <= w["start"] <= w["end"] <= segment["end"] + 1e-6
+    edges = [t for w in ours_words for t in (w["start"], w["end"])]
+    assert edges == sorted(edges)
+    distance = np.median([abs(a[k] - b[k]) for a, b in zip(ours_words, ref_words) for k in ("start", "end")])
+    assert distance <= 0.1

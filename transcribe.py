@@ -109,6 +109,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     """
     from tqdm import tqdm
 
+    if 2 * model.dims.n_audio_ctx < N_FRAMES:
+        return transcribe_short_windows(model, audio, beam_size=beam_size, batch_size=batch_size, language=language,
+                                        task=task)
     mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
     language, language_probability = resolve_language(model, mel, language, task)
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
@@ -200,6 +203,37 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     return dict(text=text, segments=segments, language=language, language_probability=language_probability)
 
 
+def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, language=None, task="transcribe") -> dict:
+    """For models trained from scratch on a short audio context (train.py's n_audio_ctx < 1500):
+    they see windows of 2 * n_audio_ctx frames and were trained without timestamps, so the audio is
+    cut at pauses into windows of that length, each padded exactly as in training
+    (log_mel_spectrogram(pad_or_trim(window))) and decoded on its own, one segment per window."""
+    from audio import log_mel_spectrogram
+
+    audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
+    language = check_language(model, language, task) or "en"
+    tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
+    window_frames = 2 * model.dims.n_audio_ctx
+    cuts = [(s, e) for s, e in silence_cuts(audio, len(audio) // HOP_LENGTH, window_frames)
+            if e > s and float(audio[s * HOP_LENGTH : e * HOP_LENGTH].abs().max()) >= SILENCE_PEAK]
+    segments = []
+    for first in range(0, len(cuts), batch_size or 1):
+        group = cuts[first : first + (batch_size or 1)]
+        mels = torch.stack([log_mel_spectrogram(pad_or_trim(audio[s * HOP_LENGTH : e * HOP_LENGTH],
+                                                            window_frames * HOP_LENGTH), model.dims.n_mels)
+                            for s, e in group])
+        results = decode(model, mels.to(model.device, model.dtype), tokenizer,
+                         beam_size=beam_size if beam_size and beam_size > 1 else None)
+        for (start, end), r in zip(group, results):
+            if r.text:
+                segments.append(dict(id=len(segments), seek=start, start=start / FRAMES_PER_SECOND,
+                                     end=end / FRAMES_PER_SECOND, text=" " + r.text, tokens=r.tokens,
+                                     temperature=r.temperature, avg_logprob=r.avg_logprob,
+                                     compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob))
+    return dict(text=" ".join(s["text"].strip() for s in segments), segments=segments, language=language,
+                language_probability=None)
+
+
 def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timestamps, last_speech=0.0):
     """Word timings for a window's segments, then empty out segments with no duration or no text.
     Returns (segments, end of the last speech so far)."""
@@ -214,17 +248,18 @@ def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timesta
     return segments, last_speech
 
 
-def silence_cuts(audio: torch.Tensor, n_content: int, min_frames: int = 15 * FRAMES_PER_SECOND) -> list:
-    """Windows of at most 30 s for batched decoding, each cut in the middle of the longest pause
-    between 15 s and 30 s after its start, so that words are rarely cut in two and each window
-    starts and ends in silence. Returns [(start_frame, end_frame)]."""
+def silence_cuts(audio: torch.Tensor, n_content: int, max_frames: int = N_FRAMES) -> list:
+    """Windows of at most max_frames (30 s) for batched decoding, each cut in the middle of the
+    longest pause in the second half of that span, so that words are rarely cut in two and each
+    window starts and ends in silence. Returns [(start_frame, end_frame)]."""
+    min_frames = max_frames // 2
     hop = 5  # energy over 50 ms steps
     n_steps = -(-n_content // hop)
     padded = torch.nn.functional.pad(audio.float(), (0, max(0, n_steps * hop * HOP_LENGTH - len(audio))))
     energy = padded[: n_steps * hop * HOP_LENGTH].view(n_steps, hop * HOP_LENGTH).pow(2).mean(dim=1)
     cuts, start = [], 0
-    while n_content - start > N_FRAMES:
-        lo, hi = (start + min_frames) // hop, (start + N_FRAMES) // hop
+    while n_content - start > max_frames:
+        lo, hi = (start + min_frames) // hop, (start + max_frames) // hop
         span = energy[lo:hi]
         quiet = span <= max(float(span.min()) * 4, float(span.max()) * 1e-3)  # within 6 dB of the floor
         best, best_len, run = int(torch.argmin(span)), 0, 0
@@ -232,7 +267,7 @@ def silence_cuts(audio: torch.Tensor, n_content: int, min_frames: int = 15 * FRA
             run = run + 1 if q else 0
             if run > best_len:
                 best, best_len = i - run // 2, run
-        end = min((lo + best) * hop + hop // 2, start + N_FRAMES)
+        end = min((lo + best) * hop + hop // 2, start + max_frames)
         cuts.append((start, end))
         start = end
     cuts.append((start, n_content))

@@ -275,3 +275,26 @@ def test_word_timestamps_are_ordered_inside_segments_and_match_the_reference(our
     assert edges == sorted(edges)
     distance = np.median([abs(a[k] - b[k]) for a, b in zip(ours_words, ref_words) for k in ("start", "end")])
     assert distance <= 0.1
+
+
+def test_a_short_context_checkpoint_is_transcribed_in_windows_of_its_own_length(tmp_path, speech_wav, monkeypatch):
+    """train.py can train with n_audio_ctx < 1500 (7 s windows for short clips); transcribe.py then
+    cuts the audio into windows of that length and pads each as the trainer did."""
+    import torch
+
+    import transcribe as T
+    from model import ModelDimensions, Whisper
+    from pretrained import from_pretrained, save_checkpoint
+
+    torch.manual_seed(0)
+    model = Whisper(ModelDimensions(n_audio_ctx=350, n_audio_state=64, n_audio_head=1, n_audio_layer=1,
+                                    n_text_state=64, n_text_head=1, n_text_layer=1)).init_weights()
+    save_checkpoint(model, str(tmp_path / "short.pt"))
+    seen = []
+    real_decode = T.decode
+    monkeypatch.setattr(T, "decode", lambda m, mels, *a, **k: seen.append(mels.shape) or real_decode(m, mels, *a, sample_len=4, **k))
+    audio = np.concatenate([np.asarray(sf.read(speech_wav)[0], np.float32)] * 4)
+    result = T.transcribe(from_pretrained(tmp_path / "short.pt"), audio, beam_size=1, batch_size=2)
+    assert seen and all(shape[1:] == (80, 700) for shape in seen)
+    assert sum(shape[0] for shape in seen) >= len(audio) / 16000 / 7
+    assert result["language"] == "en" and all(s["end"] <= len(audio) / 16000 + 1e-6 for s in result["segments"])

@@ -142,7 +142,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     n_content = mel.n_content
     prompt_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
     all_tokens, segments = list(prompt_tokens), []
-    bar = tqdm(total=round(n_content / FRAMES_PER_SECOND, 2), unit="s", unit_scale=False, disable=not progress,
+    bar = tqdm(total=round(n_content / FRAMES_PER_SECOND, 2), unit="s", disable=not progress, miniters=1,
                file=sys.stderr, desc="transcribing", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
 
     if batch_size:

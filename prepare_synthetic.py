@@ -303,6 +303,9 @@ class ESpeak:
             code = 1
             try:
                 os.close(read_fd)
+                # the callback is global to the C library: another ESpeak in this process may have
+                # replaced it since this one was made, and then our chunks would stay empty
+                self.lib.espeak_SetSynthCallback(self._callback)
                 code = 2 if self.lib.espeak_SetVoiceByName(voice.encode()) != 0 else 1
                 if code == 1:
                     self.lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))  # breath noise; seeded from the clock otherwise
@@ -323,6 +326,8 @@ class ESpeak:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         if status != 0:
             raise RuntimeError(f"espeak-ng could not synthesise {text!r} with voice {voice!r}")
+        if not data:
+            raise RuntimeError(f"espeak-ng produced no audio for {text!r} with voice {voice!r}")
         return np.frombuffer(data, np.int16)
 
 

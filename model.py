@@ -149,6 +149,7 @@ class TextDecoder(nn.Module):
             [ResidualAttentionBlock(n_state, n_head, cross_attention=True, dropout=dropout) for _ in range(n_layer)]
         )
         self.ln = LayerNorm(n_state)
+        self.output = None  # quantize_int8 sets an int8 copy of the embedding here for the logits
 
     def forward(self, tokens: Tensor, xa: Tensor, kv_cache: Optional[dict] = None) -> Tensor:
         """tokens (B, T) and audio features (B', S, n_state) -> fp32 logits (B, T, n_vocab).
@@ -160,6 +161,8 @@ class TextDecoder(nn.Module):
         for block in self.blocks:
             x = block(x, xa, causal=True, kv_cache=kv_cache)
         x = self.ln(x)
+        if self.output is not None:
+            return self.output(x).float()
         return (x @ self.token_embedding.weight.to(x.dtype).T).float()  # logits tied to the embedding
 
 
@@ -217,6 +220,24 @@ class Whisper(nn.Module):
     @property
     def num_languages(self) -> int:
         return self.dims.n_vocab - 51765 - int(self.is_multilingual)
+
+
+def quantize_int8(model: Whisper) -> Whisper:
+    """For CPU inference: every Linear, and the logits' projection (the embedding, 80 MB in fp32 for
+    51864 tokens, read once per decoded token), become int8 weights with per-channel scales;
+    activations are quantised on the fly. The model is modified in place and returned."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    decoder = model.decoder
+    embedding = decoder.token_embedding.weight
+    decoder.output = nn.Linear(embedding.shape[1], embedding.shape[0], bias=False)
+    decoder.output.weight = nn.Parameter(embedding.detach().float(), requires_grad=False)  # shared, not copied
+    model.float()  # dynamic quantisation takes fp32 activations
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao, still in torch
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
 # ------------------------------------------------------------------------------------------------

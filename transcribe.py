@@ -29,7 +29,7 @@ from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioEr
 from model import decode
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: CPU only
 TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio token)
 # Whisper writes "you" or "." over digital silence with confidence (openai-whisper does too), so a
 # window whose loudest sample is below -80 dBFS is not decoded at all
@@ -389,7 +389,9 @@ def main(argv=None) -> int:
     p.add_argument("files", nargs="+", help="audio files: flac, wav, ogg, mp3, ...")
     p.add_argument("--model", default="tiny.en", help="official name, .pt file, CTranslate2 dir or training checkpoint")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: fp16 on GPU, fp32 on CPU")
+    p.add_argument("--dtype", choices=list(DTYPES), default=None,
+                   help="default: fp16 on GPU, fp32 on CPU; int8: weights quantised for CPU, the fastest there")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's, one per core)")
     p.add_argument("--language", default=None, help="multilingual models: code or name (default: detect)")
     p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
     p.add_argument("--beam-size", type=int, default=5, help="beam width at temperature 0; 1 decodes greedily")
@@ -414,6 +416,8 @@ def main(argv=None) -> int:
     from pretrained import CheckpointError, from_pretrained
 
     device = args.device or default_device()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype = DTYPES[args.dtype or ("fp16" if device.startswith("cuda") else "fp32")]
     output_dir = args.output_dir or ("." if args.output_format else None)
     formats = None if not args.output_format else (list(WRITERS) if args.output_format == "all" else [args.output_format])
@@ -429,7 +433,13 @@ def main(argv=None) -> int:
         formats = formats or ["txt"]
     try:
         t0 = time.time()
+        if args.dtype == "int8" and device != "cpu":
+            raise ValueError("--dtype int8 runs on the CPU only; on a GPU use fp16 or bf16")
         model = from_pretrained(args.model, device=device, dtype=dtype)
+        if args.dtype == "int8":
+            from model import quantize_int8
+
+            model = quantize_int8(model)
         print(f"loaded {args.model} on {device} in {time.time() - t0:.1f}s", file=sys.stderr)
         check_language(model, args.language, args.task)
     except (CheckpointError, RuntimeError, ValueError) as e:

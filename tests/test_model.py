@@ -108,3 +108,17 @@ def test_decode_rejects_conflicting_options(ours, spoken):
         decode(ours, mel, patience=2.0)
     with pytest.raises(ValueError, match="best_of needs temperature"):
         decode(ours, mel, best_of=3)
+
+
+def test_int8_decodes_real_speech_like_fp32(ours, tiny_en_checkpoint):
+    """model.quantize_int8 (transcribe.py --dtype int8): greedy text within a few % WER of fp32."""
+    from eval import word_error_rate
+    from model import quantize_int8
+    from pretrained import load_checkpoint
+
+    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())  # in place: not the shared `ours`
+    mels = torch.stack([mel_window(load_audio(path)) for path in real_clips()])
+    fp32_texts = [r.text for r in decode(ours, mels)]
+    int8_texts = [r.text for r in decode(int8, mels)]
+    assert word_error_rate(fp32_texts, int8_texts) <= 0.05
+    assert not any(type(m) is torch.nn.Linear for m in int8.modules())  # every Linear is int8, the logits too

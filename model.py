@@ -78,18 +78,25 @@ class MultiHeadAttention(nn.Module):
             k, v = kv_cache[self]
         else:
             k, v = self.key(xa), self.value(xa)
-            if kv_cache is not None:
+            if kv_cache is not None:  # every later step reads these: split them into heads once
+                k, v = self.split_heads(k).contiguous(), self.split_heads(v).contiguous()
                 kv_cache[self] = (k, v)
         return self.out(self.attention(q, k, v, causal))
 
+    def split_heads(self, t: Tensor) -> Tensor:
+        """(B, S, C) -> (B, n_head, S, C // n_head), a view."""
+        B, S, C = t.shape
+        return t.view(B, S, self.n_head, C // self.n_head).transpose(1, 2)
+
     def attention(self, q: Tensor, k: Tensor, v: Tensor, causal: bool) -> Tensor:
-        """q (B, T, C) over k, v (B', S, C). When several consecutive rows of q (beams or samples
-        of one audio) share one row of k and v, B = g * B' and those queries are stacked along T:
-        the audio's keys and values are never copied."""
+        """q (B, T, C) over k, v (B', S, C), or (B', n_head, S, D) already split. When several
+        consecutive rows of q (beams or samples of one audio) share one row of k and v, B = g * B'
+        and those queries are stacked along T: the audio's keys and values are never copied."""
         B, T, C = q.shape
-        g, S, D = B // k.shape[0], k.shape[1], C // self.n_head
+        g, D = B // k.shape[0], C // self.n_head
         q = q.reshape(B // g, g * T, self.n_head, D).transpose(1, 2)
-        k, v = (t.view(B // g, S, self.n_head, D).transpose(1, 2) for t in (k, v))
+        k, v = (t if t.ndim == 4 else self.split_heads(t) for t in (k, v))
+        S = k.shape[2]
         if causal and T > 1 and S > T:  # new tokens after cached ones: they see all the cache
             mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

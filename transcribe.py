@@ -36,6 +36,7 @@ TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio toke
 SILENCE_PEAK = 10 ** (-80 / 20)
 
 
+@torch.no_grad()
 def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
                          logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, **options):
     """Decode a batch of windows at the first temperature; windows whose text is too repetitive
@@ -43,6 +44,7 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
     says they are silence. Beam search at temperature 0, best-of-n sampling above."""
     results = [None] * len(mels)
     todo = list(range(len(mels)))
+    audio_features = model.embed_audio(mels.to(model.device, model.dtype))  # once, whatever the retries
     for t in temperatures:
         if t > 0:  # sampling: best_of candidates, no beams
             search = dict(temperature=t, best_of=best_of if best_of and best_of > 1 else None)
@@ -50,7 +52,7 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
             search = dict(beam_size=beam_size if beam_size and beam_size > 1 else None)
         if not search.get("beam_size"):
             options.pop("patience", None)
-        batch = decode(model, mels[todo], **search, **options)
+        batch = decode(model, audio_features[todo], **search, **options)
         retry = []
         for i, result in zip(todo, batch):
             results[i] = result

@@ -7,12 +7,14 @@
 #
 # Expects data/synth from those two commands (clips of 1-7 s). Training is capped by time, not steps:
 # max_minutes of steps, with the cosine decay following the clock, so a slower or busier machine
-# takes fewer steps but still ends its schedule; add evals and startup, and the run takes ~15 min.
+# takes fewer steps but still ends its schedule; with evals and startup the run took 14.4 min here.
+# Measured result (docs/train.md): on a machine shared with other jobs it reached only 249 steps in
+# that time and a test WER of 99.77%; the goal of < 25% was not reached.
 out_dir = "out-synth"
 data_dir = "data/synth"
 init_from = "scratch"
 
-# A 7.6M-parameter model, 6.6M of them the (tied) token embedding that the vocabulary forces on us.
+# An 8.1M-parameter model, 6.6M of them the (tied) token embedding that the vocabulary forces on us.
 # The audio context switch: the clips are at most ~7 s, so a 7 s window (350 audio tokens) instead of
 # Whisper's 30 s makes each clip ~4x cheaper. Longer clips would be skipped by the loader (counted).
 n_audio_ctx = 350

@@ -126,7 +126,7 @@ def worker(args) -> dict:
         else:
             model = from_pretrained(args.model, device=device, dtype=dtype)
         if args.dtype == "int8":
-            from transcribe import quantize_int8
+            from model import quantize_int8
 
             model = quantize_int8(model)
         t0 = time.perf_counter()
@@ -210,7 +210,8 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
         for name, argv in systems:
             row = run_worker(argv + ["--audio", audio_path, "--threads", str(threads), "--device", device])
             runs[name].append(row)
-            print(f"  round {r + 1}/{repeat} {name}: wall {row['wall_s']:.1f}s, decode {row['decode_s']:.1f}s",
+            print(f"  round {r + 1}/{repeat} {name}: wall {row['wall_s']:.1f}s, decode {row['decode_s']:.1f}s, "
+                  f"RSS {row['rss_mb']:.0f} MB",
                   file=sys.stderr, flush=True)
     base = median([x["wall_s"] for x in runs.get(baseline, [])])
     base_decode = median([x["decode_s"] for x in runs.get(baseline, [])])
@@ -281,8 +282,8 @@ def part_b(args, tmp) -> str:
     header = "### (b) GPU long-form"
     if not torch.cuda.is_available():
         rows = [[f"tiny.en {d}", s, "unmeasured (no GPU)"] for d in dtypes for s in
-                ["ours sequential", f"ours batch {args.gpu_batch_size}", "openai-whisper", "faster-whisper",
-                 f"faster-whisper BatchedInferencePipeline batch {args.gpu_batch_size}"]]
+                ["ours sequential", f"ours batch {args.gpu_batch_size}"] + (["openai-whisper"] if d == "fp16" else [])
+                + ["faster-whisper", f"faster-whisper BatchedInferencePipeline batch {args.gpu_batch_size}"]]
         rows += [[f"{shape} (random weights) {d}", f"ours batch {args.gpu_batch_size}", "unmeasured (no GPU)"]
                  for shape in shapes for d in dtypes]
         return header + "\n\n" + table(["model", "system", "result"], rows)
@@ -391,8 +392,9 @@ def part_c(args, tmp) -> str:
     utts_per_s = row["audio_s_per_s"] / (3600 * split["hours"] / split["utterances"])
     dims = ModelDimensions(**{**ModelDimensions().__dict__, **SHAPES[shape]})
     flops = utts_per_s * train_flops_fn(dims)(1500, round(row["tokens_per_s"] / utts_per_s) + 2)
-    rows.append([shape, "CPU", "fp32", "no", batch, f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}",
-                 f"{100 * flops / peak:.0f}% ({flops / 1e9:.0f} GFLOP/s of a {peak / 1e9:.0f} GFLOP/s fp32 matmul)"])
+    rows.append([shape, "CPU", "fp32", "no", batch, f"{row['tokens_per_s']:.1f}", f"{row['audio_s_per_s']:.2f}",
+                 f"{100 * flops / peak:.0f}% ({flops / 1e9:.1f} GFLOP/s of a {peak / 1e9:.1f} GFLOP/s fp32 matmul "
+                 f"timed after it, {args.threads} thread(s))"])
     return f"{title}\n\n" + table(header, rows)
 
 

@@ -62,13 +62,14 @@ def known_clips():
         return clips, f"{len(clips)} clips from ../shared/data"
     from prepare_synthetic import ESpeak
 
+    import soxr
+
     speak = ESpeak()
     texts = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
              "a journey of a thousand miles begins with a single step", "all that glitters is not gold"]
-    rng = np.random.default_rng(0)
-    for text in texts:
-        audio, sr = speak(text, voice="en-us")
-        clips.append((np.asarray(audio, dtype=np.float32), text))
+    for text in texts:  # int16 at 22050 Hz -> float32 at 16 kHz
+        audio = speak.synth(text, voice="en-us").astype(np.float32) / 32768.0
+        clips.append((soxr.resample(audio, speak.sample_rate, SR).astype(np.float32), text))
     return clips, "../shared/data is absent: synthetic espeak-ng speech"
 
 

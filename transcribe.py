@@ -128,10 +128,6 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         # like the reference: the content frames, then zero frames (not the mel of silence) to 30 s
         return pad_or_trim(mel.frames(seek, seek + size), N_FRAMES).to(model.dtype)
 
-    def is_digital_silence(seek: int, size: int) -> bool:
-        samples = audio[seek * HOP_LENGTH : (seek + size) * HOP_LENGTH]
-        return len(samples) == 0 or float(samples.abs().max()) < SILENCE_PEAK
-
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
                     tokens=tokens, temperature=result.temperature, avg_logprob=result.avg_logprob,
@@ -151,28 +147,30 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         # independent windows cut at pauses, decoded batch_size at a time. Where the model stops
         # before the end of its window, the rest goes back in the queue as a window of its own.
         queue = [(s, e - s) for s, e in silence_cuts(audio, n_content)]
+        silent = [(s, n) for s, n in queue if is_digital_silence(audio, s, n)]
+        bar.update(round(sum(n for _, n in silent) / FRAMES_PER_SECOND, 2))
+        queue = [w for w in queue if w not in silent]
         while queue:
             group, queue = queue[:batch_size], queue[batch_size:]
-            speech = [(s, n) for s, n in group if not is_digital_silence(s, n)]
-            results = decode_with_fallback(model, torch.stack([window(s, n) for s, n in speech]), **decode_options) if speech else []
-            for (seek, size), result in zip(speech, results):
+            mels = torch.stack([window(s, n) for s, n in group])
+            results = decode_with_fallback(model, mels, **decode_options)
+            for (seek, size), mel_window, result in zip(group, mels, results):
                 consumed = size
                 if not is_no_speech(result):
                     pieces, consumed, _ = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
                     current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
                     # windows are independent: no speech is known before this one
-                    segments += finish_window(model, tokenizer, current, window(seek, size), size, word_timestamps,
+                    segments += finish_window(model, tokenizer, current, mel_window, size, word_timestamps,
                                               last_speech=seek / FRAMES_PER_SECOND)[0]
                     if 0 < consumed < size:
                         queue.append((seek + consumed, size - consumed))
                 bar.update(round(consumed / FRAMES_PER_SECOND, 2))
-            bar.update(round(sum(n for s, n in group if (s, n) not in speech) / FRAMES_PER_SECOND, 2))
         segments.sort(key=lambda s: s["start"])
     else:
         seek, prompt_reset_since, last_speech = 0, 0, 0.0
         while seek < n_content:
             size = min(N_FRAMES, n_content - seek)
-            if is_digital_silence(seek, size):
+            if is_digital_silence(audio, seek, size):
                 bar.update(round(size / FRAMES_PER_SECOND, 2))
                 seek += size
                 continue
@@ -205,25 +203,28 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     return dict(text=text, segments=segments, language=language, language_probability=language_probability)
 
 
+def is_digital_silence(audio: torch.Tensor, start_frame: int, n_frames: int) -> bool:
+    samples = audio[start_frame * HOP_LENGTH : (start_frame + n_frames) * HOP_LENGTH]
+    return len(samples) == 0 or float(samples.abs().max()) < SILENCE_PEAK
+
+
 def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, language=None, task="transcribe") -> dict:
     """For models trained from scratch on a short audio context (train.py's n_audio_ctx < 1500):
     they see windows of 2 * n_audio_ctx frames and were trained without timestamps, so the audio is
     cut at pauses into windows of that length, each padded exactly as in training
     (log_mel_spectrogram(pad_or_trim(window))) and decoded on its own, one segment per window."""
-    from audio import log_mel_spectrogram
+    from eval import mel_for  # the trainer's loader pads exactly like this
 
     audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
     language = check_language(model, language, task) or "en"
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
     window_frames = 2 * model.dims.n_audio_ctx
     cuts = [(s, e) for s, e in silence_cuts(audio, len(audio) // HOP_LENGTH, window_frames)
-            if e > s and float(audio[s * HOP_LENGTH : e * HOP_LENGTH].abs().max()) >= SILENCE_PEAK]
+            if not is_digital_silence(audio, s, e - s)]
     segments = []
     for first in range(0, len(cuts), batch_size or 1):
         group = cuts[first : first + (batch_size or 1)]
-        mels = torch.stack([log_mel_spectrogram(pad_or_trim(audio[s * HOP_LENGTH : e * HOP_LENGTH],
-                                                            window_frames * HOP_LENGTH), model.dims.n_mels)
-                            for s, e in group])
+        mels = torch.stack([mel_for(model, audio[s * HOP_LENGTH : e * HOP_LENGTH]) for s, e in group])
         results = decode(model, mels.to(model.device, model.dtype), tokenizer,
                          beam_size=beam_size if beam_size and beam_size > 1 else None)
         for (start, end), r in zip(group, results):

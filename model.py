@@ -328,11 +328,13 @@ def decode(
         audio_features = model.embed_audio(mel.to(model.device, model.dtype))
     n_audio = audio_features.shape[0]
 
-    # the language: given, detected per window on multilingual models, or none for .en models
+    # the language: given (as `language` or by the tokenizer's), detected per window on multilingual
+    # models when neither names one, or none for .en models
+    detect = model.is_multilingual and language is None and tokenizer is None
     if tokenizer is None:
         tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
     languages, language_probs = [tokenizer.language] * n_audio, [None] * n_audio
-    if model.is_multilingual and language is None:
+    if detect:
         detected = detect_language(model, audio_features, tokenizer)
         languages, language_probs = [code for code, _ in detected], [probs for _, probs in detected]
 

@@ -51,6 +51,12 @@ n_text_state = 384
 n_text_head = 6
 n_text_layer = 4
 dropout = 0.0  # residual dropout in every block (Whisper used none)
+ctc_weight = 0.0  # > 0: add this times a CTC loss over characters on the encoder's output (see below)
+# About ctc_weight: an attention decoder trained from scratch first learns the language of its
+# transcripts and only much later makes its cross-attention follow the audio. A CTC loss on the
+# encoder (a small linear head over characters, trained alongside: "joint CTC-attention", Kim et al.
+# 2017) forces the encoder's frames to say which letters they hold, which the decoder then reads.
+# The head is a training aid: checkpoints keep it under "ctc_head", outside the openai-format model.
 # About n_audio_ctx: the encoder turns 2 * n_audio_ctx mel frames (10 ms each) into n_audio_ctx audio
 # tokens. Whisper always pads to 30 s (1500), so a 5 s clip costs as much as 30 s of speech. A model
 # trained from scratch on short clips can use a shorter window (500 = 10 s): it is ~3x cheaper per
@@ -196,9 +202,33 @@ log(f"model: {n_params / 1e6:.1f}M parameters, {dims}")
 log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames); {world_size} process(es) on {device}, {dtype}; "
     f"global batch {batch_size * gradient_accumulation_steps * world_size} utterances")
 
+CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'"  # the CTC head's classes after class 0, the blank
+
+
+class Trainee(torch.nn.Module):
+    """What the optimizer and DDP see: the Whisper, plus the CTC head when ctc_weight > 0."""
+
+    def __init__(self, whisper: Whisper):
+        super().__init__()
+        self.whisper = whisper
+        self.ctc_head = torch.nn.Linear(whisper.dims.n_audio_state, 1 + len(CTC_CHARS)) if ctc_weight > 0 else None
+
+    def forward(self, mel: torch.Tensor, tokens: torch.Tensor):
+        audio = self.whisper.encoder(mel)
+        return self.whisper.decoder(tokens, audio), self.ctc_head(audio) if self.ctc_head is not None else None
+
+
+trainee = Trainee(model).to(device)
+if checkpoint is not None:
+    if ("ctc_head" in checkpoint) != (trainee.ctc_head is not None):
+        fail(f"{resume_path}: trained with{'' if 'ctc_head' in checkpoint else 'out'} a CTC head; resume with the same "
+             f"ctc_weight setting ({'> 0' if 'ctc_head' in checkpoint else '0'})")
+    if trainee.ctc_head is not None:
+        trainee.ctc_head.load_state_dict(checkpoint["ctc_head"])
+
 # optimizer: weight decay on matrices, embeddings and convs, not on biases and LayerNorm gains
-decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+decay = [p for p in trainee.parameters() if p.requires_grad and p.dim() >= 2]
+no_decay = [p for p in trainee.parameters() if p.requires_grad and p.dim() < 2]
 optimizer = torch.optim.AdamW(
     [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
     lr=learning_rate, betas=(beta1, beta2), eps=eps, fused=True,  # fused kernels on CUDA and CPU (torch >= 2.4)
@@ -206,7 +236,7 @@ optimizer = torch.optim.AdamW(
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint["optimizer"])
 
-raw_model = model  # eval, decoding and saving always use the plain module
+raw_model, model = model, trainee  # eval, decoding and saving always use the plain Whisper
 if compile:
     log("compiling the model...")
     model = torch.compile(model)
@@ -226,6 +256,7 @@ try:
         if device_type == "cuda" and checkpoint["rng_states"][rank]["cuda"] is not None:
             torch.cuda.set_rng_state(checkpoint["rng_states"][rank]["cuda"])
     durations = {e["id"]: e["duration"] for e in loader.entries}
+    entries_by_id = {e["id"]: e for e in loader.entries}
     # fixed val subsets: the first eval_iters batches for the loss, the first eval_wer_utts for the WER
     val_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_iters * batch_size))
     wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_wer_utts)) if eval_wer_utts else []
@@ -266,6 +297,15 @@ def spec_augment_(mel: torch.Tensor) -> torch.Tensor:
         band = band[:, :, None] if dim == 1 else band[:, None, :]
         mel = torch.where(band, fill, mel)
     return mel
+
+
+def ctc_targets(ids: list) -> tuple:
+    """CTC's inputs for a batch: its characters (lower case, other symbols dropped) concatenated, their
+    counts, and the audio tokens each utterance fills (2 mel frames each, the rest is padding)."""
+    texts = [" ".join("".join(c for c in entries_by_id[i]["text"].lower() if c in CTC_CHARS).split()) for i in ids]
+    chars = [1 + CTC_CHARS.index(c) for text in texts for c in text]
+    frames = [min(dims.n_audio_ctx, (entries_by_id[i]["frames"] + 1) // 2) for i in ids]
+    return torch.tensor(chars, dtype=torch.long), torch.tensor([len(t) for t in texts]), torch.tensor(frames)
 
 
 def train_flops(n_audio: int, n_text: int) -> float:
@@ -335,6 +375,8 @@ def save(path: str, extra: dict):
     else:
         states = [state]
     if master:
+        if trainee.ctc_head is not None:
+            extra = {**extra, "ctc_head": {k: v.detach().cpu() for k, v in trainee.ctc_head.state_dict().items()}}
         save_checkpoint(raw_model, path, optimizer=optimizer.state_dict(), iter_num=iter_num, config=config,
                         loader_states=[s["loader"] for s in states], rng_states=[s["rng"] for s in states], **extra)
 
@@ -389,6 +431,7 @@ def write_log(row: dict):
 start_iter, t_start, start_seconds, synced_seconds = iter_num, time.time(), train_seconds, train_seconds
 t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
 loss_sum_window = torch.zeros((), device=device)
+ctc_sum_window = torch.zeros((), device=device)
 while True:
     lr = lr_at(iter_num, synced_seconds)
     for group in optimizer.param_groups:
@@ -426,13 +469,14 @@ while True:
     t_step = time.time()
     batches = []
     for _ in range(gradient_accumulation_steps):
-        batches.append(loader.next_batch())
+        batches.append((*loader.next_batch(), ctc_targets(loader.last_ids) if ctc_weight > 0 else None))
         window["seconds"] += sum(durations[i] for i in loader.last_ids)
-    n_tokens = sum(int((targets != -100).sum()) for _, _, targets in batches)
+    n_tokens = sum(int((targets != -100).sum()) for _, _, targets, _ in batches)
+    n_chars = sum(len(ctc[0]) for *_, ctc in batches if ctc is not None)
     # with the token count, the processes agree on the training time so far (they must stop together)
-    n_tokens_global, synced_seconds = all_reduce_sum([n_tokens, train_seconds])
+    n_tokens_global, n_chars_global, synced_seconds = all_reduce_sum([n_tokens, n_chars, train_seconds])
     synced_seconds /= world_size
-    for micro_step, (mel, tokens_in, targets) in enumerate(batches):
+    for micro_step, (mel, tokens_in, targets, ctc) in enumerate(batches):
         mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
         if spec_augment:
             mel = spec_augment_(mel)
@@ -440,9 +484,17 @@ while True:
         sync = micro_step == len(batches) - 1
         with model.no_sync() if ddp and not sync else nullcontext():
             with autocast:
-                logits = model(mel, tokens_in)
+                logits, ctc_logits = model(mel, tokens_in)
                 loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
-            (loss_sum * world_size / n_tokens_global).backward()
+            loss = loss_sum * world_size / n_tokens_global
+            if ctc is not None:
+                chars, n_chars_each, n_audio_each = ctc
+                log_probs = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, classes), as ctc_loss wants
+                ctc_sum = F.ctc_loss(log_probs, chars.to(device), n_audio_each.to(device), n_chars_each.to(device),
+                                     reduction="sum", zero_infinity=True)
+                loss = loss + ctc_weight * ctc_sum * world_size / n_chars_global
+                ctc_sum_window += ctc_sum.detach() / n_chars_global
+            loss.backward()
         loss_sum_window += loss_sum.detach() / n_tokens_global
         window["flops"] += mel.shape[0] * train_flops(dims.n_audio_ctx, tokens_in.shape[1])
     window["tokens"] += n_tokens
@@ -455,20 +507,24 @@ while True:
 
     if iter_num % log_interval == 0:
         # one sync per log_interval: the summed loss of all processes, averaged over the window
-        loss, tokens, seconds = all_reduce_sum([loss_sum_window.item(), window["tokens"], window["seconds"]])
-        loss /= window["steps"]
+        loss, ctc, tokens, seconds = all_reduce_sum([loss_sum_window.item(), ctc_sum_window.item(), window["tokens"],
+                                                     window["seconds"]])
+        loss, ctc = loss / window["steps"], ctc / window["steps"]
+        ctc_text = f", ctc {ctc:.4f}" if ctc_weight > 0 else ""
         elapsed = time.time() - t_log
         mfu = window["flops"] / elapsed / peak_flops if peak_flops else None
         mfu_text = f"{100 * mfu:.1f}%" if mfu is not None else "n/a"
         norm = grad_norm.item() if grad_norm is not None else float("nan")
-        log(f"iter {iter_num}: loss {loss:.4f}, lr {lr:.2e}, grad norm {norm:.2f}, "
+        log(f"iter {iter_num}: loss {loss:.4f}{ctc_text}, lr {lr:.2e}, grad norm {norm:.2f}, "
             f"{1000 * elapsed / window['steps']:.0f} ms/step, {tokens / elapsed:.0f} tok/s, "
             f"{seconds / elapsed:.1f} audio s/s, MFU {mfu_text}")
-        write_log({"kind": "train", "iter": iter_num, "loss": loss, "lr": lr, "grad_norm": norm,
+        write_log({"kind": "train", "iter": iter_num, "loss": loss, **({"ctc": ctc} if ctc_weight > 0 else {}),
+                   "lr": lr, "grad_norm": norm,
                    "tokens_per_s": tokens / elapsed, "audio_s_per_s": seconds / elapsed, "mfu": mfu,
                    "minutes": (time.time() - t_start) / 60})
         t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
         loss_sum_window.zero_()
+        ctc_sum_window.zero_()
 
 log(f"done: {iter_num - start_iter} steps, {(train_seconds - start_seconds) / 60:.1f} min of training steps, "
     f"{(time.time() - t_start) / 60:.1f} min in all; checkpoint {resume_path}")

@@ -33,10 +33,10 @@ def train(*args, **kw):
     return run([PY, "train.py", *map(str, args)], **kw)
 
 
-def train_losses(out_dir) -> dict:
+def train_losses(out_dir, key="loss") -> dict:
     with open(os.path.join(out_dir, "log.jsonl")) as f:
         rows = [json.loads(line) for line in f]
-    return {r["iter"]: r["loss"] for r in rows if r["kind"] == "train"}
+    return {r["iter"]: r[key] for r in rows if r["kind"] == "train"}
 
 
 def eval_losses(out_dir) -> list:
@@ -75,20 +75,29 @@ def test_overfit_memorises_and_eval_py_scores_it(corpus, tmp_path):
 
 def test_resume_continues_exactly(corpus, tmp_path):
     """Stop after 3 steps, resume, and steps 4-6 have the same losses as an uninterrupted run, with
-    dropout and SpecAugment on (so RNG states and loader positions must come back too)."""
+    dropout, SpecAugment and the CTC head on (so RNG states, loader positions and the head's weights
+    must come back too)."""
     _, shards, _ = corpus
     common = [f"--data_dir={shards}", *TINY, *QUIET, "--batch_size=2", "--lr_decay_iters=6", "--warmup_iters=2",
               "--eval_interval=100", "--log_interval=1", "--dropout=0.1", "--spec_augment=True",
-              "--time_mask_width=20", "--freq_mask_width=10"]
+              "--time_mask_width=20", "--freq_mask_width=10", "--ctc_weight=0.5"]
     train(*common, f"--out_dir={tmp_path / 'a'}", "--max_iters=6")
     train(*common, f"--out_dir={tmp_path / 'b'}", "--max_iters=3")
     train(*common, f"--out_dir={tmp_path / 'b'}", "--max_iters=6", "--init_from=resume")
     a, b = train_losses(tmp_path / "a"), train_losses(tmp_path / "b")
     assert sorted(b) == [1, 2, 3, 4, 5, 6]  # the resumed log continues the stopped one
     assert [a[i] for i in (4, 5, 6)] == [b[i] for i in (4, 5, 6)], (a, b)
-    wa = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)["model_state_dict"]
-    wb = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["model_state_dict"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    ca, cb = train_losses(tmp_path / "a", "ctc"), train_losses(tmp_path / "b", "ctc")
+    assert all(ca[i] > 0 for i in ca) and [ca[i] for i in (4, 5, 6)] == [cb[i] for i in (4, 5, 6)], (ca, cb)
+    wa = torch.load(tmp_path / "a" / "ckpt.pt", weights_only=True)
+    wb = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
+    assert all(torch.equal(wa["model_state_dict"][k], wb["model_state_dict"][k]) for k in wa["model_state_dict"])
+    assert all(torch.equal(wa["ctc_head"][k], wb["ctc_head"][k]) for k in wa["ctc_head"])
+    # the head is a training aid outside the openai-format model, and a resume must keep it
+    proc = train(*common, f"--out_dir={tmp_path / 'b'}", "--max_iters=7", "--init_from=resume", "--ctc_weight=0",
+                 check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "ctc_weight" in proc.stderr, proc.stderr
 
 
 # DDP and one process see the same 8 utterances per step (the loader deals each rank a strided slice
@@ -102,7 +111,8 @@ def test_ddp_two_processes_match_one(corpus, tmp_path):
     if n_train < 8:
         pytest.skip("needs 8 train utterances")
     common = [f"--data_dir={shards}", *TINY, *QUIET, "--batch_size=4", "--gradient_accumulation_steps=2",
-              "--max_iters=4", "--lr_decay_iters=4", "--warmup_iters=1", "--eval_interval=100", "--log_interval=1"]
+              "--max_iters=4", "--lr_decay_iters=4", "--warmup_iters=1", "--eval_interval=100", "--log_interval=1",
+              "--ctc_weight=0.5"]  # the CTC loss is normalised by the global character count, like the tokens
     train(*common, f"--out_dir={tmp_path / 'one'}")
     run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py", *common,
          f"--out_dir={tmp_path / 'two'}"])
@@ -110,6 +120,9 @@ def test_ddp_two_processes_match_one(corpus, tmp_path):
     assert sorted(one) == sorted(two) == [1, 2, 3, 4]
     for i in one:
         assert two[i] == pytest.approx(one[i], rel=DDP_RTOL), (one, two)
+    ctc_one, ctc_two = train_losses(tmp_path / "one", "ctc"), train_losses(tmp_path / "two", "ctc")
+    for i in ctc_one:
+        assert ctc_two[i] == pytest.approx(ctc_one[i], rel=DDP_RTOL), (ctc_one, ctc_two)
     assert eval_losses(tmp_path / "two")[-1] == pytest.approx(eval_losses(tmp_path / "one")[-1], rel=DDP_RTOL)
 
 

@@ -255,8 +255,7 @@ try:
         torch.set_rng_state(checkpoint["rng_states"][rank]["cpu"])
         if device_type == "cuda" and checkpoint["rng_states"][rank]["cuda"] is not None:
             torch.cuda.set_rng_state(checkpoint["rng_states"][rank]["cuda"])
-    durations = {e["id"]: e["duration"] for e in loader.entries}
-    entries_by_id = {e["id"]: e for e in loader.entries}
+    entries_by_id = {e["id"]: e for e in loader.entries}  # durations for the audio-s/s figure, texts for CTC
     # fixed val subsets: the first eval_iters batches for the loss, the first eval_wer_utts for the WER
     val_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_iters * batch_size))
     wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_wer_utts)) if eval_wer_utts else []
@@ -470,7 +469,7 @@ while True:
     batches = []
     for _ in range(gradient_accumulation_steps):
         batches.append((*loader.next_batch(), ctc_targets(loader.last_ids) if ctc_weight > 0 else None))
-        window["seconds"] += sum(durations[i] for i in loader.last_ids)
+        window["seconds"] += sum(entries_by_id[i]["duration"] for i in loader.last_ids)
     n_tokens = sum(int((targets != -100).sum()) for _, _, targets, _ in batches)
     n_chars = sum(len(ctc[0]) for *_, ctc in batches if ctc is not None)
     # with the token count, the processes agree on the training time so far (they must stop together)

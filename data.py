@@ -14,6 +14,11 @@ window. A shorter window (n_frames < 3000, for a faster trainer) cannot hold utt
 it: those are skipped, counted in `n_skipped_long`, and reported once; cutting them would leave
 targets that describe audio the model never hears.
 
+Packing (`pack=True`): a training row holds as many consecutive utterances of the shuffled order as
+fit in the window, back to back, and their transcripts joined into one. Short clips then share a
+window instead of each paying for its padding, and the model still sees silence at the end of every
+row, as it will at eval.
+
 Tokens: each utterance's ids are `sot [lang task] notimestamps text eot`. tokens_in drops the last id,
 targets drops the first, so position t predicts id t+1. Batches are padded to the longest sequence:
 inputs with eot (any valid id works, it is masked), targets with -100, which cross_entropy ignores.
@@ -57,20 +62,34 @@ class _Shards:
         return self.open[shard][entry["offset"]: entry["offset"] + entry["frames"]]  # [frames, n_mels]
 
 
-def collate(entries: list, shards: _Shards, n_mels: int, n_frames: int, eot: int = 50256):
-    """Entries -> (mel float32 [B, n_mels, n_frames], tokens_in int64 [B, T], targets int64 [B, T])."""
-    mel = torch.empty(len(entries), n_mels, n_frames)
-    T = max(len(e["tokens"]) for e in entries) - 1
-    tokens_in = torch.full((len(entries), T), eot, dtype=torch.long)
-    targets = torch.full((len(entries), T), IGNORE_INDEX, dtype=torch.long)
-    for i, e in enumerate(entries):
-        frames = shards.frames(e)
-        mel[i].fill_(e["pad"])
-        mel[i, :, : len(frames)] = torch.from_numpy(np.asarray(frames, dtype=np.float32).T)
-        ids = torch.tensor(e["tokens"], dtype=torch.long)
-        tokens_in[i, : len(ids) - 1] = ids[:-1]
-        targets[i, : len(ids) - 1] = ids[1:]
+def collate(rows: list, shards: _Shards, n_mels: int, n_frames: int, eot: int = 50256):
+    """Rows -> (mel float32 [B, n_mels, n_frames], tokens_in int64 [B, T], targets int64 [B, T]).
+
+    A row is one entry, or a list of entries packed into the window in order: their frames back to
+    back, then the last one's silence value; their texts joined after the first one's special prefix."""
+    rows = [row if isinstance(row, list) else [row] for row in rows]
+    ids = [row[0]["tokens"][:-1] + [t for e in row[1:] for t in e["tokens"][_n_special(e["tokens"], eot):-1]] + [eot]
+           for row in rows]
+    mel = torch.empty(len(rows), n_mels, n_frames)
+    T = max(len(i) for i in ids) - 1
+    tokens_in = torch.full((len(rows), T), eot, dtype=torch.long)
+    targets = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)
+    for i, row in enumerate(rows):
+        mel[i].fill_(row[-1]["pad"])
+        start = 0
+        for e in row:
+            frames = shards.frames(e)
+            mel[i, :, start: start + len(frames)] = torch.from_numpy(np.asarray(frames, dtype=np.float32).T)
+            start += len(frames)
+        row_ids = torch.tensor(ids[i], dtype=torch.long)
+        tokens_in[i, : len(row_ids) - 1] = row_ids[:-1]
+        targets[i, : len(row_ids) - 1] = row_ids[1:]
     return mel, tokens_in, targets
+
+
+def _n_special(tokens: list, eot: int) -> int:
+    """Length of the sot [lang task] notimestamps prefix: every special id is >= eot, text ids are below."""
+    return next(i for i, t in enumerate(tokens) if t < eot)
 
 
 def _usable(data_dir, split, n_frames):
@@ -89,13 +108,16 @@ class ShardLoader:
     equal strided slices, one per rank; each rank walks its slice batch by batch and drops the last
     incomplete batch, so all ranks take the same number of steps per epoch. The position
     (epoch, step) is the whole state: state_dict()/load_state_dict() resume at the exact next batch.
+    With pack=True a row takes utterances from the slice while they fit, so a batch holds a varying
+    number of them, and the position is (epoch, index into the slice); a rank that reaches the end
+    of its slice starts its next epoch within the batch.
     """
 
     def __init__(self, data_dir: str, split: str = "train", batch_size: int = 16, n_frames: int = 3000,
-                 rank: int = 0, world_size: int = 1, seed: int = 1337):
+                 rank: int = 0, world_size: int = 1, seed: int = 1337, pack: bool = False):
         meta = read_meta(data_dir)
         self.data_dir, self.split, self.batch_size, self.n_frames = data_dir, split, batch_size, n_frames
-        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.rank, self.world_size, self.seed, self.pack = rank, world_size, seed, pack
         self.n_mels = meta["n_mels"]
         self.eot = meta["eot"]
         self.entries, self.n_skipped_long = _usable(data_dir, split, n_frames)
@@ -105,7 +127,7 @@ class ShardLoader:
                              f"too few for batch_size {batch_size} x world_size {world_size}")
         self.steps_per_epoch = self.per_rank // batch_size
         self.shards = _Shards(data_dir, split)
-        self.epoch, self.step, self.last_ids = 0, 0, []
+        self.epoch, self.step, self.position, self.last_rows = 0, 0, 0, []
         self._order = self._epoch_order(0)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -113,25 +135,50 @@ class ShardLoader:
         return perm[self.rank:: self.world_size][: self.per_rank]
 
     def next_batch(self):
+        if self.pack:
+            return self._next_packed_batch()
         if self.step == self.steps_per_epoch:
             self.epoch, self.step = self.epoch + 1, 0
             self._order = self._epoch_order(self.epoch)
         index = self._order[self.step * self.batch_size: (self.step + 1) * self.batch_size]
         self.step += 1
         batch = [self.entries[i] for i in index]
-        self.last_ids = [e["id"] for e in batch]
+        self.last_rows = [[e["id"]] for e in batch]
         return collate(batch, self.shards, self.n_mels, self.n_frames, self.eot)
 
+    def _next_entry(self) -> dict:
+        if self.position == len(self._order):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._epoch_order(self.epoch)
+        self.position += 1
+        return self.entries[self._order[self.position - 1]]
+
+    def _next_packed_batch(self):
+        rows = []
+        for _ in range(self.batch_size):
+            row = [self._next_entry()]
+            while (self.position < len(self._order)
+                   and sum(e["frames"] for e in row) + self.entries[self._order[self.position]]["frames"] <= self.n_frames):
+                row.append(self._next_entry())
+            rows.append(row)
+        self.last_rows = [[e["id"] for e in row] for row in rows]
+        return collate(rows, self.shards, self.n_mels, self.n_frames, self.eot)
+
+    @property
+    def last_ids(self) -> list:
+        """The ids of the utterances in the last batch, row by row."""
+        return [i for row in self.last_rows for i in row]
+
     def state_dict(self) -> dict:
-        return dict(epoch=self.epoch, step=self.step, seed=self.seed, rank=self.rank,
-                    world_size=self.world_size, batch_size=self.batch_size, n_entries=len(self.entries))
+        return dict(epoch=self.epoch, step=self.step, position=self.position, seed=self.seed, rank=self.rank,
+                    world_size=self.world_size, batch_size=self.batch_size, n_entries=len(self.entries), pack=self.pack)
 
     def load_state_dict(self, state: dict):
-        for key in ("seed", "world_size", "batch_size", "n_entries"):
-            mine = self.seed if key == "seed" else len(self.entries) if key == "n_entries" else getattr(self, key)
-            if state[key] != mine:
-                raise ValueError(f"cannot resume: loader state has {key}={state[key]}, this loader has {mine}")
-        self.epoch, self.step = state["epoch"], state["step"]
+        for key in ("seed", "world_size", "batch_size", "n_entries", "pack"):
+            mine = len(self.entries) if key == "n_entries" else getattr(self, key)
+            if state.get(key, False) != mine:  # states saved before packing existed have no "pack"
+                raise ValueError(f"cannot resume: loader state has {key}={state.get(key, False)}, this loader has {mine}")
+        self.epoch, self.step, self.position = state["epoch"], state["step"], state.get("position", 0)
         self._order = self._epoch_order(self.epoch)
 
 

@@ -63,7 +63,10 @@ ctc_weight = 0.0  # > 0: add this times a CTC loss over characters on the encode
 # clip, the loader skips (and counts) utterances longer than the window, and the checkpoint records
 # n_audio_ctx so eval.py pads audio to the same window. Official models keep 1500.
 # data
-batch_size = 16  # utterances per micro-step per process
+batch_size = 16  # rows (windows) per micro-step per process: one utterance each, or several with pack
+pack = False  # fill each window with consecutive utterances while they fit, instead of one and padding
+# About pack: clips much shorter than the window spend most of the encoder on padding. Packed, a row
+# of short clips costs the same as one clip, and every row still ends in silence, as eval's windows do.
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
 # SpecAugment-style masking of the training mels (eval never masks)
 spec_augment = False
@@ -246,7 +249,7 @@ if ddp:
 # -----------------------------------------------------------------------------------------------
 # data
 try:
-    loader = ShardLoader(data_dir, "train", batch_size, n_frames, rank, world_size, seed)
+    loader = ShardLoader(data_dir, "train", batch_size, n_frames, rank, world_size, seed, pack)
     if checkpoint is not None:
         states = checkpoint["loader_states"]
         if len(states) != world_size:
@@ -298,12 +301,15 @@ def spec_augment_(mel: torch.Tensor) -> torch.Tensor:
     return mel
 
 
-def ctc_targets(ids: list) -> tuple:
-    """CTC's inputs for a batch: its characters (lower case, other symbols dropped) concatenated, their
-    counts, and the audio tokens each utterance fills (2 mel frames each, the rest is padding)."""
-    texts = [" ".join("".join(c for c in entries_by_id[i]["text"].lower() if c in CTC_CHARS).split()) for i in ids]
+def ctc_targets(rows: list) -> tuple:
+    """CTC's inputs for a batch of rows of utterance ids: each row's characters (lower case, other
+    symbols dropped, its utterances joined by spaces) concatenated, their counts, and the audio tokens
+    each row fills (2 mel frames each, the rest is padding)."""
+    def letters(text: str) -> str:
+        return " ".join("".join(c for c in text.lower() if c in CTC_CHARS).split())
+    texts = [" ".join(filter(None, (letters(entries_by_id[i]["text"]) for i in row))) for row in rows]
     chars = [1 + CTC_CHARS.index(c) for text in texts for c in text]
-    frames = [min(dims.n_audio_ctx, (entries_by_id[i]["frames"] + 1) // 2) for i in ids]
+    frames = [min(dims.n_audio_ctx, (sum(entries_by_id[i]["frames"] for i in row) + 1) // 2) for row in rows]
     return torch.tensor(chars, dtype=torch.long), torch.tensor([len(t) for t in texts]), torch.tensor(frames)
 
 
@@ -468,7 +474,7 @@ while True:
     t_step = time.time()
     batches = []
     for _ in range(gradient_accumulation_steps):
-        batches.append((*loader.next_batch(), ctc_targets(loader.last_ids) if ctc_weight > 0 else None))
+        batches.append((*loader.next_batch(), ctc_targets(loader.last_rows) if ctc_weight > 0 else None))
         window["seconds"] += sum(entries_by_id[i]["duration"] for i in loader.last_ids)
     n_tokens = sum(int((targets != -100).sum()) for _, _, targets, _ in batches)
     n_chars = sum(len(ctc[0]) for *_, ctc in batches if ctc is not None)

@@ -206,6 +206,44 @@ def test_loader_ddp_disjoint_reshuffled_and_resumable(tmp_path):
     assert mel.shape == (4, 80, 100) and tokens_in.dtype == targets.dtype == torch.int64
 
 
+def test_packed_rows_fill_the_window_and_resume_exactly(tmp_path):
+    out = tmp_path / "fake"
+    write_fake_shards(out, n=40)  # 50-199 frames each
+    entries = {e["id"]: e for e in data.manifest(out, "train")}
+    loader = data.ShardLoader(out, "train", batch_size=3, n_frames=400, seed=3, pack=True)
+    seen = []
+    for _ in range(8):
+        mel, tokens_in, targets = loader.next_batch()
+        for r, row in enumerate(loader.last_rows):
+            row_entries = [entries[i] for i in row]
+            assert sum(e["frames"] for e in row_entries) <= 400
+            start = 0  # each utterance's frames back to back, then the last one's silence value
+            for e in row_entries:
+                frames = np.asarray(data._Shards(out, "train").frames(e), dtype=np.float32).T
+                assert torch.equal(mel[r, :, start: start + e["frames"]], torch.from_numpy(frames))
+                start += e["frames"]
+            assert (mel[r, :, start:] == row_entries[-1]["pad"]).all()
+            # one transcript: the first one's prefix, every text, one eot
+            expected = row_entries[0]["tokens"][:2] + [t for e in row_entries for t in e["tokens"][2:-1]] + [50256]
+            n = len(expected) - 1
+            assert tokens_in[r, :n].tolist() == expected[:-1] and targets[r, :n].tolist() == expected[1:]
+            assert (targets[r, n:] == -100).all()
+        seen += loader.last_ids
+    assert max(len(row) for row in loader.last_rows) > 1  # it does pack
+    first_epoch = seen[: len(entries)]
+    assert sorted(first_epoch) == sorted(entries)  # every utterance once per epoch, then the next epoch
+    a = data.ShardLoader(out, "train", batch_size=3, n_frames=400, seed=3, pack=True)
+    for _ in range(5):
+        a.next_batch()
+    b = data.ShardLoader(out, "train", batch_size=3, n_frames=400, seed=3, pack=True)
+    b.load_state_dict(a.state_dict())
+    for _ in range(6):
+        batch_a, batch_b = a.next_batch(), b.next_batch()
+        assert a.last_rows == b.last_rows and all(torch.equal(x, y) for x, y in zip(batch_a, batch_b))
+    with pytest.raises(ValueError, match="pack=True"):
+        data.ShardLoader(out, "train", batch_size=3, n_frames=400, seed=3).load_state_dict(a.state_dict())
+
+
 def write_fake_shards(out: Path, n: int):
     """Shards in prepare's format with random frames: the loader's logic without any audio work."""
     rng = np.random.default_rng(0)

@@ -51,6 +51,7 @@ n_text_state = 384
 n_text_head = 6
 n_text_layer = 4
 dropout = 0.0  # residual dropout in every block (Whisper used none)
+token_dropout = 0.0  # replace this fraction of the decoder's input text tokens by random ones (targets unchanged)
 ctc_weight = 0.0  # > 0: add this times a CTC loss over characters on the encoder's output (see below)
 # About ctc_weight: an attention decoder trained from scratch first learns the language of its
 # transcripts and only much later makes its cross-attention follow the audio. A CTC loss on the
@@ -485,6 +486,9 @@ while True:
         mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
         if spec_augment:
             mel = spec_augment_(mel)
+        if token_dropout > 0:  # the decoder can't lean on the previous words alone: it has to listen
+            dropped = (torch.rand(tokens_in.shape, device=device) < token_dropout) & (tokens_in < tokenizer.eot)
+            tokens_in = torch.where(dropped, torch.randint_like(tokens_in, tokenizer.eot), tokens_in)
         # DDP averages gradients over processes, hence the world_size; sync only on the last micro-step
         sync = micro_step == len(batches) - 1
         with model.no_sync() if ddp and not sync else nullcontext():

@@ -122,3 +122,22 @@ def test_int8_decodes_real_speech_like_fp32(ours, tiny_en_checkpoint):
     int8_texts = [r.text for r in decode(int8, mels)]
     assert word_error_rate(fp32_texts, int8_texts) <= 0.05
     assert not any(type(m) is torch.nn.Linear for m in int8.modules())  # every Linear is int8, the logits too
+
+
+def test_sampling_follows_the_softmax_at_the_temperature():
+    """Sampled decoding draws each token with probability softmax(logits / T): the frequencies of
+    20,000 draws from a known distribution, with suppressed (-inf) tokens never drawn."""
+    from model import _sample_step
+
+    torch.manual_seed(0)
+    logits = torch.full((20000, 1000), float("-inf"))  # a small vocabulary: 20,000 rows of 51864 need 12 GB
+    logits[:, [5, 700, 999]] = torch.tensor([2.0, 1.0, 0.0])
+    tokens = torch.zeros(20000, 3, dtype=torch.long)
+    for temperature in (1.0, 0.5):
+        new, _ = _sample_step(tokens, logits.clone(), torch.zeros(20000), temperature, eot=50256)
+        drawn = new[:, -1]
+        expected = torch.softmax(torch.tensor([2.0, 1.0, 0.0]) / temperature, dim=0)
+        counts = torch.stack([(drawn == t).sum() for t in (5, 700, 999)])
+        assert counts.sum() == 20000  # nothing else was drawn
+        observed = counts / 20000
+        assert (observed - expected).abs().max() < 0.015  # 3 standard errors at p = 0.5 is 0.011

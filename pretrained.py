@@ -123,8 +123,10 @@ def bundled_tiny_en():
 
 
 def _build(dims: ModelDimensions, state_dict: dict, source: str) -> Whisper:
-    """A model from a state_dict, built on the meta device so that no time goes into random init."""
-    with torch.device("meta"):
+    """A model from a state_dict. Models from small up are built on the meta device, so that no time
+    goes into a random init that the weights overwrite; the first use of the meta device costs ~1 s
+    of imports, more than the random init of tiny or base, so those are built on the CPU."""
+    with torch.device("meta" if dims.n_text_state >= 768 else "cpu"):
         model = Whisper(dims)
     try:
         model.load_state_dict(state_dict, strict=True, assign=True)

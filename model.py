@@ -239,7 +239,7 @@ def quantize_int8(model: Whisper) -> Whisper:
 
     decoder = model.decoder
     embedding = decoder.token_embedding.weight
-    decoder.output = nn.Linear(embedding.shape[1], embedding.shape[0], bias=False)
+    decoder.output = nn.Linear(embedding.shape[1], embedding.shape[0], bias=False, device="meta")  # no random init
     decoder.output.weight = nn.Parameter(embedding.detach().float(), requires_grad=False)  # shared, not copied
     model.float()  # dynamic quantisation takes fp32 activations
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao, still in torch

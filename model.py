@@ -6,6 +6,7 @@ with strict=True and the checkpoints we save load in openai-whisper. Loading wei
 names, .pt files, CTranslate2 directories, our training checkpoints) lives in pretrained.py.
 """
 import math
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Optional
@@ -156,7 +157,7 @@ class TextDecoder(nn.Module):
             [ResidualAttentionBlock(n_state, n_head, cross_attention=True, dropout=dropout) for _ in range(n_layer)]
         )
         self.ln = LayerNorm(n_state)
-        self.output = None  # quantize_int8 sets an int8 copy of the embedding here for the logits
+        self.output = None  # quantize_int8 puts an int8 copy of the embedding here, for the logits
 
     def forward(self, tokens: Tensor, xa: Tensor, kv_cache: Optional[dict] = None) -> Tensor:
         """tokens (B, T) and audio features (B', S, n_state) -> fp32 logits (B, T, n_vocab).
@@ -229,22 +230,37 @@ class Whisper(nn.Module):
         return self.dims.n_vocab - 51765 - int(self.is_multilingual)
 
 
+class Int8Linear(nn.Module):
+    """A Linear for CPU inference: int8 weights with one symmetric scale per output channel, the
+    input quantised on every call (fbgemm's dynamic quantisation). Its outputs are bit-equal to those
+    of torch.ao.quantization.quantize_dynamic with per_channel_dynamic_qconfig, which packs each
+    weight three times and is deprecated; this packs it once."""
+
+    def __init__(self, weight: Tensor, bias: Optional[Tensor] = None):
+        super().__init__()
+        weight = weight.detach().float()
+        scale = (weight.abs().amax(dim=1) / 127.5).clamp(min=torch.finfo(torch.float32).eps).double()
+        zero = torch.zeros(len(scale), dtype=torch.long)
+        with warnings.catch_warnings():  # quantized tensors are deprecated in favour of torchao, still in torch
+            warnings.simplefilter("ignore")
+            qweight = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+        self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.ops.quantized.linear_dynamic(x, self.packed, True)  # reduce_range, as fbgemm wants
+
+
 def quantize_int8(model: Whisper) -> Whisper:
     """For CPU inference: every Linear, and the logits' projection (the embedding, 80 MB in fp32 for
-    51864 tokens, read once per decoded token), become int8 weights with per-channel scales;
-    activations are quantised on the fly. The model is modified in place and returned."""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    decoder = model.decoder
-    embedding = decoder.token_embedding.weight
-    decoder.output = nn.Linear(embedding.shape[1], embedding.shape[0], bias=False, device="meta")  # no random init
-    decoder.output.weight = nn.Parameter(embedding.detach().float(), requires_grad=False)  # shared, not copied
+    51864 tokens, read once per decoded token), become Int8Linear; the model is modified in place and
+    returned. Its Linears' weights are gone afterwards: it can't be trained or saved."""
     model.float()  # dynamic quantisation takes fp32 activations
-    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao, still in torch
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+    model.decoder.output = Int8Linear(model.decoder.token_embedding.weight)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, Int8Linear(child.weight, child.bias))
+    return model
 
 
 # ------------------------------------------------------------------------------------------------

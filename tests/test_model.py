@@ -141,3 +141,21 @@ def test_sampling_follows_the_softmax_at_the_temperature():
         assert counts.sum() == 20000  # nothing else was drawn
         observed = counts / 20000
         assert (observed - expected).abs().max() < 0.015  # 3 standard errors at p = 0.5 is 0.011
+
+
+def test_int8_linear_equals_torch_dynamic_quantisation():
+    """Int8Linear packs each weight once; its outputs equal quantize_dynamic's per-channel int8 Linear."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    from model import Int8Linear
+
+    torch.manual_seed(0)
+    for n_in, n_out, bias in ((384, 384, True), (384, 1536, True), (64, 5000, False)):
+        linear = torch.nn.Linear(n_in, n_out, bias=bias)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig})[0]
+        x = torch.randn(2, 9, n_in)
+        assert torch.equal(Int8Linear(linear.weight, linear.bias)(x), reference(x))

@@ -52,6 +52,7 @@ n_text_head = 6
 n_text_layer = 4
 dropout = 0.0  # residual dropout in every block (Whisper used none)
 token_dropout = 0.0  # replace this fraction of the decoder's input text tokens by random ones (targets unchanged)
+label_smoothing = 0.0  # move this much of each target's probability onto the whole vocabulary (never in val loss)
 ctc_weight = 0.0  # > 0: add this times a CTC loss over characters on the encoder's output (see below)
 # About ctc_weight: an attention decoder trained from scratch first learns the language of its
 # transcripts and only much later makes its cross-attention follow the audio. A CTC loss on the
@@ -494,7 +495,8 @@ while True:
         with model.no_sync() if ddp and not sync else nullcontext():
             with autocast:
                 logits, ctc_logits = model(mel, tokens_in)
-                loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+                loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum",
+                                           label_smoothing=label_smoothing)
             loss = loss_sum * world_size / n_tokens_global
             if ctc is not None:
                 chars, n_chars_each, n_audio_each = ctc

@@ -80,7 +80,8 @@ def test_resume_continues_exactly(corpus, tmp_path):
     _, shards, _ = corpus
     common = [f"--data_dir={shards}", *TINY, *QUIET, "--batch_size=2", "--lr_decay_iters=6", "--warmup_iters=2",
               "--eval_interval=100", "--log_interval=1", "--dropout=0.1", "--spec_augment=True",
-              "--time_mask_width=20", "--freq_mask_width=10", "--ctc_weight=0.5", "--pack=True", "--token_dropout=0.1"]
+              "--time_mask_width=20", "--freq_mask_width=10", "--ctc_weight=0.5", "--pack=True", "--token_dropout=0.1",
+              "--label_smoothing=0.1"]
     train(*common, f"--out_dir={tmp_path / 'a'}", "--max_iters=6")
     train(*common, f"--out_dir={tmp_path / 'b'}", "--max_iters=3")
     train(*common, f"--out_dir={tmp_path / 'b'}", "--max_iters=6", "--init_from=resume")

@@ -205,7 +205,7 @@ if meta.get("eot") != tokenizer.eot or meta.get("n_mels", 80) != dims.n_mels:
 n_params = sum(p.numel() for p in model.parameters())
 log(f"model: {n_params / 1e6:.1f}M parameters, {dims}")
 log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames); {world_size} process(es) on {device}, {dtype}; "
-    f"global batch {batch_size * gradient_accumulation_steps * world_size} utterances")
+    f"global batch {batch_size * gradient_accumulation_steps * world_size} {'packed windows' if pack else 'utterances'}")
 
 CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'"  # the CTC head's classes after class 0, the blank
 

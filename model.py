@@ -159,9 +159,10 @@ class TextDecoder(nn.Module):
         self.ln = LayerNorm(n_state)
         self.output = None  # quantize_int8 puts an int8 copy of the embedding here, for the logits
 
-    def forward(self, tokens: Tensor, xa: Tensor, kv_cache: Optional[dict] = None) -> Tensor:
+    def forward(self, tokens: Tensor, xa: Tensor, kv_cache: Optional[dict] = None, float_logits: bool = True) -> Tensor:
         """tokens (B, T) and audio features (B', S, n_state) -> fp32 logits (B, T, n_vocab).
-        With a kv_cache, `tokens` are only the new ones; positions continue after the cached ones."""
+        With a kv_cache, `tokens` are only the new ones; positions continue after the cached ones.
+        float_logits=False keeps autocast's bf16 logits (a trainer's loss is faster on them on a CPU)."""
         first_attn = self.blocks[0].attn
         offset = kv_cache[first_attn][0].shape[1] if kv_cache and first_attn in kv_cache else 0
         x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + tokens.shape[-1]]
@@ -171,7 +172,8 @@ class TextDecoder(nn.Module):
         x = self.ln(x)
         if self.output is not None:
             return self.output(x).float()
-        return (x @ self.token_embedding.weight.to(x.dtype).T).float()  # logits tied to the embedding
+        logits = x @ self.token_embedding.weight.to(x.dtype).T  # tied to the embedding
+        return logits.float() if float_logits else logits
 
 
 class Whisper(nn.Module):

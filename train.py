@@ -220,7 +220,8 @@ class Trainee(torch.nn.Module):
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor):
         audio = self.whisper.encoder(mel)
-        return self.whisper.decoder(tokens, audio), self.ctc_head(audio) if self.ctc_head is not None else None
+        logits = self.whisper.decoder(tokens, audio, float_logits=False)  # bf16 under autocast, see the loss
+        return logits, self.ctc_head(audio) if self.ctc_head is not None else None
 
 
 trainee = Trainee(model).to(device)
@@ -495,8 +496,10 @@ while True:
         with model.no_sync() if ddp and not sync else nullcontext():
             with autocast:
                 logits, ctc_logits = model(mel, tokens_in)
-                loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum",
-                                           label_smoothing=label_smoothing)
+            # Outside autocast, which would cast bf16 logits to fp32 first: the CPU's fp32 log-softmax over
+            # 51,864 tokens is slow, and quick-start steps are ~6% faster in bf16. Summed in fp32.
+            loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none",
+                                       label_smoothing=label_smoothing).float().sum()
             loss = loss_sum * world_size / n_tokens_global
             if ctc is not None:
                 chars, n_chars_each, n_audio_each = ctc

@@ -19,6 +19,12 @@ fit in the window, back to back, and their transcripts joined into one. Short cl
 window instead of each paying for its padding, and the model still sees silence at the end of every
 row, as it will at eval.
 
+Bucketing (`bucket=True`): the epoch's order is cut into pools of BUCKET_POOL batches, each pool is
+sorted by length and cut into batches, and the batches are shuffled. A batch then holds clips of
+similar length, and its window is cut to the longest of them plus BUCKET_MARGIN frames of silence,
+rounded up to BUCKET_QUANTUM frames (never more than n_frames): a batch of 2 s clips costs 2.5 s of
+encoder, not the full window. The order is still a permutation of the epoch, so resuming is unchanged.
+
 Tokens: each utterance's ids are `sot [lang task] notimestamps text eot`. tokens_in drops the last id,
 targets drops the first, so position t predicts id t+1. Batches are padded to the longest sequence:
 inputs with eot (any valid id works, it is masked), targets with -100, which cross_entropy ignores.
@@ -30,6 +36,9 @@ import numpy as np
 import torch
 
 IGNORE_INDEX = -100
+BUCKET_POOL = 32  # batches sorted together: more gives tighter buckets and less randomness
+BUCKET_MARGIN = 20  # mel frames of silence after the longest clip of a bucketed batch (0.2 s)
+BUCKET_QUANTUM = 50  # bucketed windows are a multiple of 0.5 s: few distinct shapes
 
 
 def manifest(data_dir: str, split: str) -> list:
@@ -114,10 +123,12 @@ class ShardLoader:
     """
 
     def __init__(self, data_dir: str, split: str = "train", batch_size: int = 16, n_frames: int = 3000,
-                 rank: int = 0, world_size: int = 1, seed: int = 1337, pack: bool = False):
+                 rank: int = 0, world_size: int = 1, seed: int = 1337, pack: bool = False, bucket: bool = False):
         meta = read_meta(data_dir)
         self.data_dir, self.split, self.batch_size, self.n_frames = data_dir, split, batch_size, n_frames
-        self.rank, self.world_size, self.seed, self.pack = rank, world_size, seed, pack
+        self.rank, self.world_size, self.seed, self.pack, self.bucket = rank, world_size, seed, pack, bucket
+        if pack and bucket:
+            raise ValueError("pack and bucket are two answers to the same padding; choose one")
         self.n_mels = meta["n_mels"]
         self.eot = meta["eot"]
         self.entries, self.n_skipped_long = _usable(data_dir, split, n_frames)
@@ -131,8 +142,18 @@ class ShardLoader:
         self._order = self._epoch_order(0)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
-        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.entries))
-        return perm[self.rank:: self.world_size][: self.per_rank]
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.entries))[self.rank:: self.world_size][: self.per_rank]
+        if not self.bucket:
+            return order
+        pool = BUCKET_POOL * self.batch_size
+        frames = np.array([e["frames"] for e in self.entries])
+        for start in range(0, len(order), pool):
+            chunk = order[start: start + pool]
+            order[start: start + pool] = chunk[np.argsort(frames[chunk], kind="stable")]
+        n = self.steps_per_epoch * self.batch_size  # whole batches, shuffled; the remainder stays at the end
+        batches = order[:n].reshape(self.steps_per_epoch, self.batch_size)[rng.permutation(self.steps_per_epoch)]
+        return np.concatenate([batches.reshape(-1), order[n:]])
 
     def next_batch(self):
         if self.pack:
@@ -144,7 +165,11 @@ class ShardLoader:
         self.step += 1
         batch = [self.entries[i] for i in index]
         self.last_rows = [[e["id"]] for e in batch]
-        return collate(batch, self.shards, self.n_mels, self.n_frames, self.eot)
+        n_frames = self.n_frames
+        if self.bucket:
+            longest = max(e["frames"] for e in batch) + BUCKET_MARGIN
+            n_frames = min(n_frames, -(-longest // BUCKET_QUANTUM) * BUCKET_QUANTUM)
+        return collate(batch, self.shards, self.n_mels, n_frames, self.eot)
 
     def _next_entry(self) -> dict:
         if self.position == len(self._order):
@@ -171,12 +196,13 @@ class ShardLoader:
 
     def state_dict(self) -> dict:
         return dict(epoch=self.epoch, step=self.step, position=self.position, seed=self.seed, rank=self.rank,
-                    world_size=self.world_size, batch_size=self.batch_size, n_entries=len(self.entries), pack=self.pack)
+                    world_size=self.world_size, batch_size=self.batch_size, n_entries=len(self.entries), pack=self.pack,
+                    bucket=self.bucket)
 
     def load_state_dict(self, state: dict):
-        for key in ("seed", "world_size", "batch_size", "n_entries", "pack"):
+        for key in ("seed", "world_size", "batch_size", "n_entries", "pack", "bucket"):
             mine = len(self.entries) if key == "n_entries" else getattr(self, key)
-            if state.get(key, False) != mine:  # states saved before packing existed have no "pack"
+            if state.get(key, False) != mine:  # states saved before packing or bucketing have neither key
                 raise ValueError(f"cannot resume: loader state has {key}={state.get(key, False)}, this loader has {mine}")
         self.epoch, self.step, self.position = state["epoch"], state["step"], state.get("position", 0)
         self._order = self._epoch_order(self.epoch)

@@ -69,6 +69,10 @@ batch_size = 16  # rows (windows) per micro-step per process: one utterance each
 pack = False  # fill each window with consecutive utterances while they fit, instead of one and padding
 # About pack: clips much shorter than the window spend most of the encoder on padding. Packed, a row
 # of short clips costs the same as one clip, and every row still ends in silence, as eval's windows do.
+bucket = False  # batch clips of similar length and cut each batch's window to its longest clip (see data.py)
+# About bucket: the window of a batch shrinks to its longest clip + 0.2 s, rounded up to half seconds,
+# so a batch of 2 s clips pays for 2.5 s of encoder instead of n_audio_ctx. Eval still pads to the
+# model's full window, so the model sees more trailing silence there than in training.
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
 # SpecAugment-style masking of the training mels (eval never masks)
 spec_augment = False
@@ -204,7 +208,8 @@ if meta.get("eot") != tokenizer.eot or meta.get("n_mels", 80) != dims.n_mels:
          f"but the model has eot={tokenizer.eot} and n_mels={dims.n_mels}")
 n_params = sum(p.numel() for p in model.parameters())
 log(f"model: {n_params / 1e6:.1f}M parameters, {dims}")
-log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames); {world_size} process(es) on {device}, {dtype}; "
+window_note = ", each batch's cut to its longest clip (bucket)" if bucket else ""
+log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames){window_note}; {world_size} process(es) on {device}, {dtype}; "
     f"global batch {batch_size * gradient_accumulation_steps * world_size} {'packed windows' if pack else 'utterances'}")
 
 CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'"  # the CTC head's classes after class 0, the blank
@@ -252,7 +257,7 @@ if ddp:
 # -----------------------------------------------------------------------------------------------
 # data
 try:
-    loader = ShardLoader(data_dir, "train", batch_size, n_frames, rank, world_size, seed, pack)
+    loader = ShardLoader(data_dir, "train", batch_size, n_frames, rank, world_size, seed, pack, bucket)
     if checkpoint is not None:
         states = checkpoint["loader_states"]
         if len(states) != world_size:
@@ -510,7 +515,7 @@ while True:
                 ctc_sum_window += ctc_sum.detach() / n_chars_global
             loss.backward()
         loss_sum_window += loss_sum.detach() / n_tokens_global
-        window["flops"] += mel.shape[0] * train_flops(dims.n_audio_ctx, tokens_in.shape[1])
+        window["flops"] += mel.shape[0] * train_flops(mel.shape[-1] // 2, tokens_in.shape[1])
     window["tokens"] += n_tokens
     window["steps"] += 1
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None

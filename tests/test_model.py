@@ -124,6 +124,20 @@ def test_int8_decodes_real_speech_like_fp32(ours, tiny_en_checkpoint):
     assert not any(type(m) is torch.nn.Linear for m in int8.modules())  # every Linear is int8, the logits too
 
 
+def test_int8_features_of_a_window_do_not_depend_on_its_batch(tiny_en_checkpoint, spoken):
+    """int8 quantises each call's activations with one scale: encoded as a batch, a window's
+    features would change with the other windows in it (by up to 1.2 on tiny.en)."""
+    from model import quantize_int8
+    from pretrained import load_checkpoint
+
+    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
+    mels = torch.stack([mel_window(a) for a in spoken[:2]] + [torch.zeros_like(mel_window(spoken[0]))])
+    with torch.no_grad():
+        batch = int8.embed_audio(mels)
+        alone = torch.cat([int8.embed_audio(mel[None]) for mel in mels])
+    assert torch.equal(batch, alone)
+
+
 def test_sampling_follows_the_softmax_at_the_temperature():
     """Sampled decoding draws each token with probability softmax(logits / T): the frequencies of
     20,000 draws from a known distribution, with suppressed (-inf) tokens never drawn."""

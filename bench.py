@@ -210,22 +210,27 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
     for r in range(repeat):  # interleaved: a slow spell of the machine hits every system alike
         for name, argv in systems:
             row = run_worker(argv + ["--audio", audio_path, "--threads", str(threads), "--device", device])
+            row["wer"] = word_error_rate([reference], [row["text"]])
             runs[name].append(row)
             print(f"  round {r + 1}/{repeat} {name}: wall {row['wall_s']:.1f}s, decode {row['decode_s']:.1f}s, "
-                  f"RSS {row['rss_mb']:.0f} MB",
+                  f"RSS {row['rss_mb']:.0f} MB, WER {100 * row['wer']:.2f}%",
                   file=sys.stderr, flush=True)
     base = median([x["wall_s"] for x in runs.get(baseline, [])])
     base_decode = median([x["decode_s"] for x in runs.get(baseline, [])])
     rows = []
     for name, _ in systems:
         wall, decode = median([x["wall_s"] for x in runs[name]]), median([x["decode_s"] for x in runs[name]])
-        rss, wer = median([x["rss_mb"] for x in runs[name]]), word_error_rate([reference], [runs[name][0]["text"]])
+        # the fallback samples, so the text, and the time, can differ from run to run: medians of both
+        rss, wer = median([x["rss_mb"] for x in runs[name]]), median([x["wer"] for x in runs[name]])
         rows.append([name, f"{wall:.1f}", f"{decode:.1f}", f"{seconds / wall:.1f}", f"{rss:.0f}" if rss else "?",
                      f"{100 * wer:.2f}", f"{wall / base:.2f}" if base else "-",
                      f"{decode / base_decode:.2f}" if base_decode else "-"])
     headers = ["system", "wall s", "decode s", "RTFx (wall)", "peak RSS MB", "WER %", f"wall / {baseline}",
                f"decode / {baseline}"]
-    return table(headers, rows)
+    every = [[name] + [f"{x['wall_s']:.1f} / {x['decode_s']:.1f} / {x['rss_mb']:.0f} / {100 * x['wer']:.2f}"
+                       for x in runs[name]] for name, _ in systems]
+    return (f"Medians of {repeat}:\n\n" + table(headers, rows) + "\n\nEvery run (wall s / decode s / peak RSS MB / WER %):\n\n"
+            + table(["system"] + [f"round {r + 1}" for r in range(repeat)], every))
 
 
 def cpu_systems(args, checkpoint: str, ct2) -> tuple:

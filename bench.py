@@ -361,14 +361,16 @@ def cpu_peak_flops(threads: int, n: int = 2048, repeat: int = 5) -> float:
     return 2 * n ** 3 / best
 
 
-def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: int, iters: int, tmp: str) -> dict:
+def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: int, iters: int, tmp: str,
+              threads: int = None) -> dict:
     out_dir = os.path.join(tmp, f"train-{shape}-{device}")
     overrides = {**SHAPES[shape], "n_audio_ctx": 1500, "batch_size": batch_size, "max_iters": iters,
                  "log_interval": max(1, iters // 3), "eval_interval": 10 ** 9, "eval_iters": 1, "eval_wer_utts": 0,
                  "eval_at_start": False, "max_minutes": 0.0, "device": device, "dtype": dtype, "compile": compile_,
                  "out_dir": out_dir, "data_dir": "data/synth", "spec_augment": False}
     argv = [sys.executable, "train.py"] + [f"--{k}={v}" for k, v in overrides.items()]
-    proc = subprocess.run(argv, cwd=HERE, capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None  # torch's intra-op threads
+    proc = subprocess.run(argv, cwd=HERE, capture_output=True, text=True, env=env)
     log_path = os.path.join(out_dir, "log.jsonl")
     if proc.returncode != 0 or not os.path.isfile(log_path):
         raise RuntimeError(f"train.py failed:\n{proc.stdout[-1000:]}\n{proc.stderr[-2000:]}")
@@ -395,7 +397,8 @@ def part_c(args, tmp) -> str:
         rows += [[shape, "GPU", "bf16", "yes", "", "unmeasured (no GPU)", "", ""] for shape in ["tiny", "base", "small"]]
     shape, batch = args.cpu_train_shape, 4
     print(f"(c) training {shape} on CPU, fp32, batch {batch}, {args.cpu_train_iters} steps", file=sys.stderr, flush=True)
-    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp)
+    # on as many threads as the matmul that gives the peak (train.py alone would take every core)
+    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp, threads=args.threads)
     peak = cpu_peak_flops(args.threads)
     # train.py logs no MFU without a known peak. FLOP/s here: utterances/s (audio s/s over the mean
     # clip length of the train split) times train.py's train_flops at the mean text length. At a 30 s

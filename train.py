@@ -491,7 +491,10 @@ while True:
     n_tokens_global, n_chars_global, synced_seconds = all_reduce_sum([n_tokens, n_chars, train_seconds])
     synced_seconds /= world_size
     for micro_step, (mel, tokens_in, targets, ctc) in enumerate(batches):
-        mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
+        if device_type == "cuda":  # from pinned memory the copy doesn't wait for the GPU to finish the last step
+            mel, tokens_in, targets = (t.pin_memory().to(device, non_blocking=True) for t in (mel, tokens_in, targets))
+        else:
+            mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
         if spec_augment:
             mel = spec_augment_(mel)
         if token_dropout > 0:  # the decoder can't lean on the previous words alone: it has to listen

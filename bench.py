@@ -123,7 +123,8 @@ def worker(args) -> dict:
         if args.dims:  # a larger shape with random weights (GPU part)
             from model import ModelDimensions, Whisper
 
-            model = Whisper(ModelDimensions(**json.loads(args.dims))).init_weights().to(device, dtype).eval()
+            with torch.device(device):  # built where it runs: a CPU init of large-v3 takes seconds
+                model = Whisper(ModelDimensions(**json.loads(args.dims))).init_weights().to(dtype).eval()
         else:
             model = from_pretrained(args.model, device=device, dtype=dtype)
         if args.dtype == "int8":
@@ -135,10 +136,12 @@ def worker(args) -> dict:
         result = transcribe(model, audio, beam_size=1, best_of=5, batch_size=args.batch, **options)
         seconds = time.perf_counter() - t0
         text = result["text"]
-    elif system == "openai-whisper":
+    elif system.startswith("openai-whisper"):
         import torch
 
         torch.set_num_threads(threads)
+        if system.endswith("no-cudnn-attention"):  # see model.py's _DECODING_ATTENTION
+            torch.backends.cuda.enable_cudnn_sdp(False)
         import whisper
 
         model = whisper.load_model(args.model, device="cpu" if args.device == "cpu" else "cuda")
@@ -301,11 +304,12 @@ def part_b(args, tmp) -> str:
                  for shape in shapes for d in dtypes]
         return header + "\n\n" + table(["model", "system", "result"], rows)
     audio_path, seconds, reference, source = long_audio(args.minutes, tmp)
-    checkpoint = converted_tiny_en(tmp)
     from pretrained import bundled_tiny_en
 
+    models = args.gpu_models.split(",")
     ct2, out = bundled_tiny_en(), [f"{header}: {torch.cuda.get_device_name()}, {seconds / 60:.1f} min ({source})"]
-    for d in dtypes:
+    checkpoint = converted_tiny_en(tmp) if "tiny.en" in models else None
+    for d in dtypes if checkpoint else []:
         systems = [
             ("ours sequential", ["--worker", "ours", "--model", checkpoint, "--dtype", d]),
             (f"ours batch {args.gpu_batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", d,
@@ -313,15 +317,17 @@ def part_b(args, tmp) -> str:
         ]
         if have("whisper") and d == "fp16":
             systems.append(("openai-whisper", ["--worker", "openai-whisper", "--model", checkpoint, "--dtype", d]))
+            systems.append(("openai-whisper, cuDNN attention off", ["--worker", "openai-whisper-no-cudnn-attention",
+                                                                    "--model", checkpoint, "--dtype", d]))
         if have("faster_whisper") and ct2:
             systems.append(("faster-whisper", ["--worker", "faster-whisper", "--model", ct2, "--dtype", d]))
             systems.append((f"faster-whisper batched {args.gpu_batch_size}",
                             ["--worker", "faster-whisper", "--model", ct2, "--dtype", d, "--batch",
                              str(args.gpu_batch_size)]))
-        baseline = f"faster-whisper batched {args.gpu_batch_size}"
+        baseline = systems[-1][0] if have("faster_whisper") and ct2 else "ours sequential"
         out.append(f"tiny.en, {d}")
         out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, baseline, "cuda"))
-    for shape in shapes:  # random weights: decoding runs to the length limit, so this times the loop
+    for shape in [m for m in models if m in SHAPES]:  # random weights: decoding runs to the length limit, so this times the loop
         from model import ModelDimensions
 
         dims = json.dumps({**ModelDimensions().__dict__, **SHAPES[shape]})
@@ -362,12 +368,12 @@ def cpu_peak_flops(threads: int, n: int = 2048, repeat: int = 5) -> float:
 
 
 def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: int, iters: int, tmp: str,
-              threads: int = None) -> dict:
+              data_dir: str, threads: int = None) -> dict:
     out_dir = os.path.join(tmp, f"train-{shape}-{device}")
     overrides = {**SHAPES[shape], "n_audio_ctx": 1500, "batch_size": batch_size, "max_iters": iters,
                  "log_interval": max(1, iters // 3), "eval_interval": 10 ** 9, "eval_iters": 1, "eval_wer_utts": 0,
                  "eval_at_start": False, "max_minutes": 0.0, "device": device, "dtype": dtype, "compile": compile_,
-                 "out_dir": out_dir, "data_dir": "data/synth", "spec_augment": False}
+                 "out_dir": out_dir, "data_dir": data_dir, "spec_augment": False}
     argv = [sys.executable, "train.py"] + [f"--{k}={v}" for k, v in overrides.items()]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None  # torch's intra-op threads
     proc = subprocess.run(argv, cwd=HERE, capture_output=True, text=True, env=env)
@@ -381,37 +387,44 @@ def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: i
 def part_c(args, tmp) -> str:
     import torch
 
-    from model import ModelDimensions
-
-    title = "### (c) Training, 30 s context (n_audio_ctx 1500), train.py on data/synth"
-    if not os.path.isfile(os.path.join(HERE, "data", "synth", "meta.json")):
-        return f"{title}\n\nskipped: no data/synth (run prepare_synthetic.py, then prepare_librispeech.py)"
+    title = f"### (c) Training, 30 s context (n_audio_ctx 1500), train.py on {args.data_dir}"
+    if not os.path.isfile(os.path.join(HERE, args.data_dir, "meta.json")):
+        return f"{title}\n\nskipped: no {args.data_dir} (run prepare_synthetic.py, then prepare_librispeech.py)"
     rows, header = [], ["shape", "device", "dtype", "compile", "batch", "tokens/s", "audio s/s", "MFU"]
     if torch.cuda.is_available():
-        for shape in ["tiny", "base", "small"]:
-            row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp)
+        for shape in args.gpu_train_shapes.split(","):
+            print(f"(c) training {shape} on {torch.cuda.get_device_name()}, bf16, compiled, batch "
+                  f"{args.train_batch_size}, {args.train_iters} steps", file=sys.stderr, flush=True)
+            row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp, args.data_dir)
             mfu = f"{100 * row['mfu']:.1f}%" if row.get("mfu") else "n/a (unknown GPU peak)"
             rows.append([shape, torch.cuda.get_device_name(), "bf16", "yes", args.train_batch_size,
                          f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}", mfu])
     else:
         rows += [[shape, "GPU", "bf16", "yes", "", "unmeasured (no GPU)", "", ""] for shape in ["tiny", "base", "small"]]
+    if args.cpu_train_iters > 0:
+        rows.append(cpu_train_row(args, tmp))
+    return f"{title}\n\n" + table(header, rows)
+
+
+def cpu_train_row(args, tmp) -> list:
+    from model import ModelDimensions
+
     shape, batch = args.cpu_train_shape, 4
     print(f"(c) training {shape} on CPU, fp32, batch {batch}, {args.cpu_train_iters} steps", file=sys.stderr, flush=True)
     # on as many threads as the matmul that gives the peak (train.py alone would take every core)
-    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp, threads=args.threads)
+    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp, args.data_dir, threads=args.threads)
     peak = cpu_peak_flops(args.threads)
     # train.py logs no MFU without a known peak. FLOP/s here: utterances/s (audio s/s over the mean
     # clip length of the train split) times train.py's train_flops at the mean text length. At a 30 s
     # context the audio terms dominate, so the text length's padding hardly matters.
-    with open(os.path.join(HERE, "data", "synth", "meta.json")) as f:
+    with open(os.path.join(HERE, args.data_dir, "meta.json")) as f:
         split = json.load(f)["splits"]["train"]
     utts_per_s = row["audio_s_per_s"] / (3600 * split["hours"] / split["utterances"])
     dims = ModelDimensions(**{**ModelDimensions().__dict__, **SHAPES[shape]})
     flops = utts_per_s * train_flops_fn(dims)(1500, round(row["tokens_per_s"] / utts_per_s) + 2)
-    rows.append([shape, "CPU", "fp32", "no", batch, f"{row['tokens_per_s']:.1f}", f"{row['audio_s_per_s']:.2f}",
-                 f"{100 * flops / peak:.0f}% ({flops / 1e9:.1f} GFLOP/s of a {peak / 1e9:.1f} GFLOP/s fp32 matmul "
-                 f"timed after it, {args.threads} thread(s))"])
-    return f"{title}\n\n" + table(header, rows)
+    return [shape, "CPU", "fp32", "no", batch, f"{row['tokens_per_s']:.1f}", f"{row['audio_s_per_s']:.2f}",
+            f"{100 * flops / peak:.0f}% ({flops / 1e9:.1f} GFLOP/s of a {peak / 1e9:.1f} GFLOP/s fp32 matmul "
+            f"timed after it, {args.threads} thread(s))"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,11 +455,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
     p.add_argument("--batch-size", type=int, default=8, help="batch of the batched rows on CPU: ours --batch-size, faster-whisper's BatchedInferencePipeline")
     p.add_argument("--gpu-batch-size", type=int, default=16)
+    p.add_argument("--gpu-models", default="tiny.en,base,small,medium,large-v3",
+                   help="part (b)'s models: tiny.en (its weights), and shapes run with random weights")
     p.add_argument("--systems", default=None, help="part a: only systems whose name contains one of these (comma-separated)")
     p.add_argument("--train-batch-size", type=int, default=32, help="GPU training batch")
     p.add_argument("--train-iters", type=int, default=30)
     p.add_argument("--cpu-train-shape", default="tiny", choices=list(SHAPES))
-    p.add_argument("--cpu-train-iters", type=int, default=6)
+    p.add_argument("--cpu-train-iters", type=int, default=6, help="0 skips part (c)'s CPU row")
+    p.add_argument("--gpu-train-shapes", default="tiny,base,small", help="part (c)'s GPU rows")
+    p.add_argument("--data-dir", default="data/synth", help="part (c)'s training data (prepared shards)")
     # worker mode (internal)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--audio", default=None, help=argparse.SUPPRESS)

@@ -173,3 +173,21 @@ def test_int8_linear_equals_torch_dynamic_quantisation():
             reference = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig})[0]
         x = torch.randn(2, 9, n_in)
         assert torch.equal(Int8Linear(linear.weight, linear.bias)(x), reference(x))
+
+
+def test_decode_keeps_cudnn_attention_off_and_restores_it(ours, spoken, monkeypatch):
+    """cuDNN's attention plans a graph per new key length (~3 ms a call on an H100): decode must
+    run its attention without it, and leave the setting as it found it."""
+    import torch.nn.functional as F
+
+    seen, sdpa = [], F.scaled_dot_product_attention
+
+    def recording_sdpa(*args, **kwargs):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording_sdpa)
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    decode(ours, mel_window(spoken[0]), sample_len=8)
+    assert seen and not any(seen)
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before

@@ -99,11 +99,15 @@ class MultiHeadAttention(nn.Module):
         q = q.reshape(B // g, g * T, self.n_head, D).transpose(1, 2)
         k, v = (t if t.ndim == 4 else self.split_heads(t) for t in (k, v))
         S = k.shape[2]
-        if causal and T > 1 and S > T:  # new tokens after cached ones: they see all the cache
+        # Branches, not is_causal=(causal and T > 1): under torch.compile with a dynamic text length
+        # that expression is symbolic, which SDPA rejects, and every decoder layer broke the graph.
+        if not causal or T == 1:  # one new token sees all the cached ones (or its own key alone)
+            y = F.scaled_dot_product_attention(q, k, v)
+        elif S == T:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # new tokens after cached ones: they see all the cache
             mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1)
         return y.transpose(1, 2).reshape(B, T, C)
 
 

@@ -191,3 +191,20 @@ def test_decode_keeps_cudnn_attention_off_and_restores_it(ours, spoken, monkeypa
     decode(ours, mel_window(spoken[0]), sample_len=8)
     assert seen and not any(seen)
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+def test_forward_traces_whole_with_a_dynamic_text_length():
+    """train.py compiles the model and its text length changes from batch to batch, so dynamo
+    makes it symbolic: the forward must still be one graph (a graph break per decoder layer made
+    compiling take twice as long)."""
+    import torch._dynamo
+
+    dims = ModelDimensions(n_audio_ctx=50, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
+                           n_text_state=64, n_text_head=2, n_text_layer=2)
+    model = Whisper(dims).init_weights()
+    mel, tokens = torch.randn(2, 80, 100), torch.randint(0, 50000, (2, 7))
+    torch._dynamo.reset()
+    torch._dynamo.mark_dynamic(tokens, 1)
+    explained = torch._dynamo.explain(model)(mel, tokens)
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    assert explained.graph_count == 1

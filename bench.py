@@ -12,8 +12,9 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
     Each run is a fresh process; wall is the whole process (imports, load, transcribe), `decode` is the
     transcribe call alone, RSS is the process's peak (os.wait4), WER is against the known text.
 (b) GPU long-form: the same plus batched decoding against faster-whisper's BatchedInferencePipeline,
-    fp16/bf16; tiny.en, and larger shapes with random weights of the same dims (ours only).
-(c) Training throughput of train.py itself (a subprocess on the prepared data/synth shards): tokens/s,
+    fp16/bf16; openai-whisper as installed and with cuDNN attention off (see model.decode); tiny.en,
+    and larger shapes with random weights of the same dims (ours only).
+(c) Training throughput of train.py itself (a subprocess on the prepared --data-dir shards): tokens/s,
     audio s/s and MFU at a 30 s context; tiny/base/small with bf16 + compile on GPU, one fp32 shape on CPU.
 
 Runs are interleaved (one of each system, then the next round) and the median is reported, because a
@@ -327,7 +328,7 @@ def part_b(args, tmp) -> str:
         baseline = systems[-1][0] if have("faster_whisper") and ct2 else "ours sequential"
         out.append(f"tiny.en, {d}")
         out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, baseline, "cuda"))
-    for shape in [m for m in models if m in SHAPES]:  # random weights: decoding runs to the length limit, so this times the loop
+    for shape in [m for m in models if m in SHAPES]:  # random weights: this times the loop, not the model
         from model import ModelDimensions
 
         dims = json.dumps({**ModelDimensions().__dict__, **SHAPES[shape]})

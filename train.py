@@ -341,9 +341,10 @@ if device_type == "cuda":
 
 
 def all_reduce_sum(values: list) -> list:
+    if not ddp:  # no round trip through the GPU: reading it back would make the host wait for the last step
+        return [float(v) for v in values]
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    if ddp:
-        dist.all_reduce(t)
+    dist.all_reduce(t)
     return t.tolist()
 
 

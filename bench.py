@@ -400,10 +400,12 @@ def part_c(args, tmp) -> str:
             mfu = f"{100 * row['mfu']:.1f}%" if row.get("mfu") else "n/a (unknown GPU peak)"
             rows.append([shape, torch.cuda.get_device_name(), "bf16", "yes", args.train_batch_size,
                          f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}", mfu])
+            print(f"  {shape}: {rows[-1][5]} tokens/s, {rows[-1][6]} audio s/s, MFU {mfu}", file=sys.stderr, flush=True)
     else:
         rows += [[shape, "GPU", "bf16", "yes", "", "unmeasured (no GPU)", "", ""] for shape in ["tiny", "base", "small"]]
     if args.cpu_train_iters > 0:
         rows.append(cpu_train_row(args, tmp))
+        print(f"  {rows[-1][0]} on CPU: {rows[-1][5]} tokens/s, MFU {rows[-1][7]}", file=sys.stderr, flush=True)
     return f"{title}\n\n" + table(header, rows)
 
 

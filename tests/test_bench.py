@@ -30,3 +30,33 @@ def test_table_gives_medians_of_time_and_wer_and_every_run(monkeypatch):
     assert (wall, wer, ratio) == ("5.0", "0.00", "5.00")  # WER median of 0, 50, 0 %; peer's wall is 1.0
     assert [c.strip() for c in every[1:]] == ["9.0 / 8.5 / 100 / 0.00", "5.0 / 4.5 / 100 / 50.00",
                                               "1.0 / 0.5 / 100 / 0.00"]
+
+
+def test_gpu_rows_follow_gpu_models_and_name_their_baseline(monkeypatch, tmp_path):
+    # part (b) only runs where CUDA is: check its plan here, with the runs themselves faked
+    import json
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "fake GPU")
+    monkeypatch.setattr(bench, "long_audio", lambda minutes, directory: ("long.npy", 60.0, "ref", "fake"))
+    monkeypatch.setattr(bench, "converted_tiny_en", lambda directory: "tiny.en.pt")
+    plans = []
+    monkeypatch.setattr(bench, "longform", lambda systems, *rest: plans.append((systems, rest)) or "")
+    args = bench.parser().parse_args(["--part", "b", "--gpu-models", "tiny.en,base", "--gpu-batch-size", "4"])
+    bench.part_b(args, str(tmp_path))
+
+    assert len(plans) == 3  # tiny.en in fp16 and bf16, then the base shape; no small, medium, large-v3
+    for systems, (audio, seconds, reference, repeat, threads, baseline, device) in plans:
+        names = [name for name, _ in systems]
+        assert baseline in names and device == "cuda"
+        for name, argv in systems:
+            worker = bench.parser().parse_args(argv + ["--audio", audio])
+            assert worker.batch == (4 if "batch" in name else None), name
+    fp16 = dict(plans[0][0])
+    if bench.have("whisper"):
+        assert fp16["openai-whisper, cuDNN attention off"][1] == "openai-whisper-no-cudnn-attention"
+    base = plans[2][0]
+    dims = [json.loads(bench.parser().parse_args(argv).dims) for _, argv in base]
+    assert all(d["n_audio_state"] == 512 and d["n_text_layer"] == 6 for d in dims)

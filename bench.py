@@ -295,11 +295,13 @@ def part_b(args, tmp) -> str:
     import torch
 
     dtypes = ["fp16", "bf16"]
-    shapes = ["base", "small", "medium", "large-v3"]
+    models = args.gpu_models.split(",")
+    shapes = [m for m in models if m in SHAPES]  # run with random weights
     header = "### (b) GPU long-form"
     if not torch.cuda.is_available():
-        rows = [[f"tiny.en {d}", s, "unmeasured (no GPU)"] for d in dtypes for s in
-                ["ours sequential", f"ours batch {args.gpu_batch_size}"] + (["openai-whisper"] if d == "fp16" else [])
+        openai = ["openai-whisper", "openai-whisper, cuDNN attention off"]
+        rows = [[f"tiny.en {d}", s, "unmeasured (no GPU)"] for d in dtypes if "tiny.en" in models for s in
+                ["ours sequential", f"ours batch {args.gpu_batch_size}"] + (openai if d == "fp16" else [])
                 + ["faster-whisper", f"faster-whisper BatchedInferencePipeline batch {args.gpu_batch_size}"]]
         rows += [[f"{shape} (random weights) {d}", f"ours batch {args.gpu_batch_size}", "unmeasured (no GPU)"]
                  for shape in shapes for d in dtypes]
@@ -307,7 +309,6 @@ def part_b(args, tmp) -> str:
     audio_path, seconds, reference, source = long_audio(args.minutes, tmp)
     from pretrained import bundled_tiny_en
 
-    models = args.gpu_models.split(",")
     ct2, out = bundled_tiny_en(), [f"{header}: {torch.cuda.get_device_name()}, {seconds / 60:.1f} min ({source})"]
     checkpoint = converted_tiny_en(tmp) if "tiny.en" in models else None
     for d in dtypes if checkpoint else []:
@@ -328,7 +329,7 @@ def part_b(args, tmp) -> str:
         baseline = systems[-1][0] if have("faster_whisper") and ct2 else "ours sequential"
         out.append(f"tiny.en, {d}")
         out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, baseline, "cuda"))
-    for shape in [m for m in models if m in SHAPES]:  # random weights: this times the loop, not the model
+    for shape in shapes:  # random weights: this times the loop, not the model
         from model import ModelDimensions
 
         dims = json.dumps({**ModelDimensions().__dict__, **SHAPES[shape]})
@@ -392,8 +393,9 @@ def part_c(args, tmp) -> str:
     if not os.path.isfile(os.path.join(HERE, args.data_dir, "meta.json")):
         return f"{title}\n\nskipped: no {args.data_dir} (run prepare_synthetic.py, then prepare_librispeech.py)"
     rows, header = [], ["shape", "device", "dtype", "compile", "batch", "tokens/s", "audio s/s", "MFU"]
+    gpu_shapes = args.gpu_train_shapes.split(",")
     if torch.cuda.is_available():
-        for shape in args.gpu_train_shapes.split(","):
+        for shape in gpu_shapes:
             print(f"(c) training {shape} on {torch.cuda.get_device_name()}, bf16, compiled, batch "
                   f"{args.train_batch_size}, {args.train_iters} steps", file=sys.stderr, flush=True)
             row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp, args.data_dir)
@@ -402,7 +404,7 @@ def part_c(args, tmp) -> str:
                          f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}", mfu])
             print(f"  {shape}: {rows[-1][5]} tokens/s, {rows[-1][6]} audio s/s, MFU {mfu}", file=sys.stderr, flush=True)
     else:
-        rows += [[shape, "GPU", "bf16", "yes", "", "unmeasured (no GPU)", "", ""] for shape in ["tiny", "base", "small"]]
+        rows += [[shape, "GPU", "bf16", "yes", "", "unmeasured (no GPU)", "", ""] for shape in gpu_shapes]
     if args.cpu_train_iters > 0:
         rows.append(cpu_train_row(args, tmp))
         print(f"  {rows[-1][0]} on CPU: {rows[-1][5]} tokens/s, MFU {rows[-1][7]}", file=sys.stderr, flush=True)

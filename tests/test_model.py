@@ -138,6 +138,27 @@ def test_int8_features_of_a_window_do_not_depend_on_its_batch(tiny_en_checkpoint
     assert torch.equal(batch, alone)
 
 
+def test_int8_encoder_in_bf16_math_is_no_farther_from_fp32(ours, tiny_en_checkpoint, spoken):
+    """quantize_int8 runs the encoder's fp32 matmuls in oneDNN's bf16 math mode: its features stay
+    as close to fp32's as with strict fp32 math (int8's own rounding is the larger error), and the
+    setting is back to what it was after the call."""
+    from model import quantize_int8
+    from pretrained import load_checkpoint
+
+    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
+    mkldnn = torch.backends.mkldnn
+    before = getattr(getattr(mkldnn, "matmul", None), "fp32_precision", None)
+    mels = torch.stack([mel_window(a) for a in spoken[:2]])
+    with torch.no_grad():
+        fp32 = ours.embed_audio(mels)
+        fast = int8.embed_audio(mels)
+        assert getattr(getattr(mkldnn, "matmul", None), "fp32_precision", None) == before
+        int8.encoder_bf16_math = False
+        strict = int8.embed_audio(mels)
+    error_fast, error_strict = (fast - fp32).abs().mean(), (strict - fp32).abs().mean()
+    assert error_fast <= 1.1 * error_strict, (error_fast, error_strict)
+
+
 def test_sampling_follows_the_softmax_at_the_temperature():
     """Sampled decoding draws each token with probability softmax(logits / T): the frequencies of
     20,000 draws from a known distribution, with suppressed (-inf) tokens never drawn."""

@@ -75,7 +75,21 @@ def test_beam_options_equal_the_reference(ours, reference, spoken):
 def test_prompt_and_prefix_equal_the_reference(ours, reference, spoken):
     mel = mel_window(spoken[0])
     for options in [dict(prompt="A story about foxes."), dict(prefix="The quick")]:
-        assert decode(ours, mel, **options).tokens == reference_decode(reference, mel, without_timestamps=True, **options).tokens
+        result = decode(ours, mel, **options)
+        expected = reference_decode(reference, mel, without_timestamps=True, **options)
+        assert result.tokens == expected.tokens
+        # read at <|startoftranscript|>, which a prompt moves away from the first position
+        assert result.no_speech_prob == pytest.approx(expected.no_speech_prob, abs=1e-4)
+
+
+def test_logits_at_some_positions_equal_those_of_all(ours, spoken):
+    features = ours.embed_audio(mel_window(spoken[0])[None])
+    tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831]])
+    with torch.no_grad():
+        every = ours.decoder(tokens, features)
+        some = ours.decoder(tokens, features, logits_at=[1, 5])
+    assert some.shape == (1, 2, every.shape[-1])
+    assert (some - every[:, [1, 5]]).abs().max() <= 1e-4
 
 
 def test_a_batch_decodes_like_its_items(ours, spoken):

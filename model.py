@@ -274,10 +274,11 @@ class Int8Linear(nn.Module):
 @contextmanager
 def onednn_bf16_math(enabled: bool = True):
     """Within it, fp32 matmuls and convolutions on the CPU may run in oneDNN's bf16 math mode
-    (torch >= 2.9; a no-op before, and on CPUs without bf16 instructions): fp32 in and out, the
-    products from bf16 pieces. On the 2-core AMD EPYC of docs/bench.md (AVX512-BF16), one core:
-    a 30 s window's self-attention in tiny.en's encoder takes 21 ms instead of 37, its error
-    against float64 4e-6 instead of 3e-6. Not for the decoder: its one-token matmuls got slower."""
+    (torch >= 2.9; a no-op before): fp32 in and out, bf16 instructions allowed inside (allowed, not
+    required: without them it is plain fp32). Measured on the AVX512-BF16 CPU of docs/bench.md, one
+    core: the error stays near fp32's (a 2048-long dot product: 2e-4 against float64, strict fp32
+    6e-5, bf16-rounded inputs 0.5), and a 30 s window's self-attention in tiny.en's encoder takes
+    21 ms instead of 37. Not for the decoder: its one-token matmuls got slower under it."""
     mkldnn = torch.backends.mkldnn
     if not enabled or not hasattr(getattr(mkldnn, "matmul", None), "fp32_precision"):
         yield

@@ -163,7 +163,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     segments += finish_window(model, tokenizer, current, mel_window, size, word_timestamps,
                                               last_speech=seek / FRAMES_PER_SECOND)[0]
                     if 0 < consumed < size:
-                        queue.append((seek + consumed, size - consumed))
+                        if is_digital_silence(audio, seek + consumed, size - consumed):
+                            consumed = size  # checked like the first windows: nothing to decode there
+                        else:
+                            queue.append((seek + consumed, size - consumed))
                 bar.update(round(consumed / FRAMES_PER_SECOND, 2))
         segments.sort(key=lambda s: s["start"])
     else:

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import ROOT, shared
 
@@ -158,6 +159,36 @@ def test_batched_mode_loses_no_more_than_half_a_point_of_wer(ours, long_form):
     assert wer_batched <= wer_sequential + 0.005
     starts = [s["start"] for s in batched["segments"]]
     assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize("stop_s, windows", [(19.0, 3), (20.0, 2)], ids=["speech-left", "silence-left"])
+def test_batched_mode_requeues_what_a_window_left_unless_it_is_digital_silence(ours, monkeypatch, stop_s, windows):
+    """20 s of noise, 1 s of zeros, 19 s of noise: two windows cut in the zeros. The first window's
+    text stops at stop_s; the rest of that window is decoded again as a window of its own only if
+    it holds more than digital silence (each window costs a full encoder pass)."""
+    import transcribe as T
+    from model import DecodeResult
+    from tokenizer import get_tokenizer
+
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([0.1 * rng.standard_normal(20 * 16000), np.zeros(16000), 0.1 * rng.standard_normal(19 * 16000)])
+    ts = get_tokenizer(False).timestamp_begin
+    decoded = []
+
+    def fake_decode(model, mels, **options):  # stands in for the model: fixed tokens per window
+        results = []
+        for _ in mels:
+            first = not decoded
+            decoded.append(1)
+            # a complete segment up to stop_s, then text the window did not finish; or one whole segment
+            tokens = [ts, 100, ts + round(stop_s / 0.02), ts + round(stop_s / 0.02), 200] if first else [ts, 100, ts + 50]
+            results.append(DecodeResult(tokens=tokens, text="x", avg_logprob=-0.1, no_speech_prob=0.0))
+        return results
+
+    monkeypatch.setattr(T, "decode_with_fallback", fake_decode)
+    assert T.silence_cuts(torch.from_numpy(audio).float(), len(audio) // 160)[0][1] in range(2000, 2101)  # cut in the zeros
+    T.transcribe(ours, audio.astype(np.float32), batch_size=2)
+    assert len(decoded) == windows
 
 
 def parse_srt_or_vtt(text: str) -> list:

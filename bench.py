@@ -221,11 +221,12 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
                   file=sys.stderr, flush=True)
     base = median([x["wall_s"] for x in runs.get(baseline, [])])
     base_decode = median([x["decode_s"] for x in runs.get(baseline, [])])
-    rows = []
+    rows, walls, wers = [], {}, {}
     for name, _ in systems:
         wall, decode = median([x["wall_s"] for x in runs[name]]), median([x["decode_s"] for x in runs[name]])
         # the fallback samples, so the text, and the time, can differ from run to run: medians of both
         rss, wer = median([x["rss_mb"] for x in runs[name]]), median([x["wer"] for x in runs[name]])
+        walls[name], wers[name] = wall, wer
         rows.append([name, f"{wall:.1f}", f"{decode:.1f}", f"{seconds / wall:.1f}", f"{rss:.0f}" if rss else "?",
                      f"{100 * wer:.2f}", f"{wall / base:.2f}" if base else "-",
                      f"{decode / base_decode:.2f}" if base_decode else "-"])
@@ -233,8 +234,24 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
                f"decode / {baseline}"]
     every = [[name] + [f"{x['wall_s']:.1f} / {x['decode_s']:.1f} / {x['rss_mb']:.0f} / {100 * x['wer']:.2f}"
                        for x in runs[name]] for name, _ in systems]
-    return (f"Medians of {repeat}:\n\n" + table(headers, rows) + "\n\nEvery run (wall s / decode s / peak RSS MB / WER %):\n\n"
+    return (f"Medians of {repeat}:\n\n" + table(headers, rows) + "\n\n" + equal_wer_lines(walls, wers)
+            + "\n\nEvery run (wall s / decode s / peak RSS MB / WER %):\n\n"
             + table(["system"] + [f"round {r + 1}" for r in range(repeat)], every))
+
+
+def equal_wer_lines(walls: dict, wers: dict) -> str:
+    """The goals' "at equal WER": each of our rows against the fastest peer whose median WER is no
+    higher than its own (a peer that is faster only because it transcribes worse doesn't count)."""
+    lines = ["At equal WER (each of ours against the fastest peer with a median WER no higher):", ""]
+    for name in (n for n in walls if n.startswith("ours")):
+        peers = [p for p in walls if not p.startswith("ours") and wers[p] <= wers[name] + 1e-9]
+        if not peers:
+            lines.append(f"- {name} ({100 * wers[name]:.2f}%): no peer is as accurate")
+            continue
+        peer = min(peers, key=walls.get)
+        lines.append(f"- {name}: {walls[name] / walls[peer]:.2f}x the wall time of {peer} "
+                     f"(WER {100 * wers[name]:.2f}% against {100 * wers[peer]:.2f}%)")
+    return "\n".join(lines)
 
 
 def cpu_systems(args, checkpoint: str, ct2) -> tuple:

@@ -30,6 +30,15 @@ def test_table_gives_medians_of_time_and_wer_and_every_run(monkeypatch):
     assert (wall, wer, ratio) == ("5.0", "0.00", "5.00")  # WER median of 0, 50, 0 %; peer's wall is 1.0
     assert [c.strip() for c in every[1:]] == ["9.0 / 8.5 / 100 / 0.00", "5.0 / 4.5 / 100 / 50.00",
                                               "1.0 / 0.5 / 100 / 0.00"]
+    assert "- ours: 5.00x the wall time of peer (WER 0.00% against 0.00%)" in out
+
+
+def test_equal_wer_compares_with_the_fastest_peer_that_is_as_accurate():
+    walls = {"ours int8": 8.0, "ours fp32": 19.0, "fast but worse": 5.0, "as good": 10.0, "better, slower": 20.0}
+    wers = {"ours int8": 0.0375, "ours fp32": 0.0200, "fast but worse": 0.08, "as good": 0.0375, "better, slower": 0.03}
+    lines = bench.equal_wer_lines(walls, wers).splitlines()
+    assert "- ours int8: 0.80x the wall time of as good (WER 3.75% against 3.75%)" in lines
+    assert "- ours fp32 (2.00%): no peer is as accurate" in lines
 
 
 def test_gpu_rows_follow_gpu_models_and_name_their_baseline(monkeypatch, tmp_path):

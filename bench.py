@@ -18,7 +18,10 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
     audio s/s and MFU at a 30 s context; tiny/base/small with bf16 + compile on GPU, one fp32 shape on CPU.
 
 Runs are interleaved (one of each system, then the next round) and the median is reported, because a
-shared machine's timings drift. Missing peers are reported and skipped.
+shared machine's timings drift. Round r seeds every system's sampler with --seed + r: a window that
+falls back is decoded again by sampling, so the draws decide the time (faster-whisper int8 took 8.3 s
+with one seed and 10.0-10.7 s with another, one thread); the table counts each system's resampled
+segments. --temperatures 0 turns the fallback off. Missing peers are reported and skipped.
 """
 import argparse
 import ast
@@ -104,7 +107,7 @@ def converted_tiny_en(directory: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # workers: one system, one fresh process. Each prints one JSON line: text and decode seconds.
 
-FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the reference CLI's temperatures; greedy at 0
+FALLBACK = "0,0.2,0.4,0.6,0.8,1"  # the reference CLI's temperatures; greedy at 0
 
 
 def worker(args) -> dict:
@@ -112,10 +115,12 @@ def worker(args) -> dict:
 
     audio = np.load(args.audio)
     system, threads = args.worker, args.threads
+    fallback = tuple(float(t) for t in args.temperatures.split(","))
     if system.startswith("ours"):
         import torch
 
         torch.set_num_threads(threads)
+        torch.manual_seed(args.seed)  # the fallback's sampling draws from torch's generator
         from pretrained import from_pretrained
         from transcribe import transcribe
 
@@ -133,40 +138,47 @@ def worker(args) -> dict:
 
             model = quantize_int8(model)
         t0 = time.perf_counter()
-        options = dict(temperature=0.0) if args.dims else dict(temperature=FALLBACK)  # random weights: no fallback
+        options = dict(temperature=0.0) if args.dims else dict(temperature=fallback)  # random weights: no fallback
         result = transcribe(model, audio, beam_size=1, best_of=5, batch_size=args.batch, **options)
         seconds = time.perf_counter() - t0
-        text = result["text"]
+        text, temperatures = result["text"], [s["temperature"] for s in result["segments"]]
     elif system.startswith("openai-whisper"):
         import torch
 
         torch.set_num_threads(threads)
+        torch.manual_seed(args.seed)
         if system.endswith("no-cudnn-attention"):  # see model.py's _DECODING_ATTENTION
             torch.backends.cuda.enable_cudnn_sdp(False)
         import whisper
 
         model = whisper.load_model(args.model, device="cpu" if args.device == "cpu" else "cuda")
         t0 = time.perf_counter()
-        result = whisper.transcribe(model, audio, beam_size=None, best_of=5, temperature=FALLBACK,
+        result = whisper.transcribe(model, audio, beam_size=None, best_of=5, temperature=fallback,
                                     fp16=args.dtype == "fp16", language="en")
         seconds = time.perf_counter() - t0
-        text = result["text"]
+        text, temperatures = result["text"], [s["temperature"] for s in result["segments"]]
     elif system.startswith("faster-whisper"):
+        import ctranslate2
         from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        ctranslate2.set_random_seed(args.seed)
 
         compute_type = {"fp32": "float32", "int8": "int8", "fp16": "float16", "bf16": "bfloat16"}[args.dtype]
         model = WhisperModel(args.model, device=args.device, compute_type=compute_type, cpu_threads=threads)
         t0 = time.perf_counter()
         if args.batch:
             pipeline = BatchedInferencePipeline(model)
-            segments, _ = pipeline.transcribe(audio, beam_size=1, batch_size=args.batch, language="en")
+            segments, _ = pipeline.transcribe(audio, beam_size=1, batch_size=args.batch, temperature=list(fallback),
+                                              language="en")
         else:
-            segments, _ = model.transcribe(audio, beam_size=1, best_of=5, temperature=list(FALLBACK), language="en")
-        text = " ".join(s.text.strip() for s in segments)  # the generator decodes as it is consumed
+            segments, _ = model.transcribe(audio, beam_size=1, best_of=5, temperature=list(fallback), language="en")
+        segments = list(segments)  # the generator decodes as it is consumed
         seconds = time.perf_counter() - t0
+        text, temperatures = " ".join(s.text.strip() for s in segments), [s.temperature for s in segments]
     else:
         raise SystemExit(f"unknown system {system}")
-    return {"text": text, "decode_s": seconds}
+    # segments whose window was decoded again, sampling, because its greedy text failed the checks
+    return {"text": text, "decode_s": seconds, "resampled": sum(t > 0 for t in temperatures)}
 
 
 def run_worker(argv: list) -> dict:
@@ -207,17 +219,21 @@ def have(module: str) -> bool:
 
 
 def longform(systems: list, audio_path: str, seconds: float, reference: str, repeat: int, threads: int,
-             baseline: str, device: str = "cpu") -> str:
+             baseline: str, device: str = "cpu", seed: int = 0, temperatures: str = FALLBACK) -> str:
+    """Each system `repeat` times, interleaved. Round r seeds every system's sampler with seed + r:
+    which windows fall back, and so the time, depends on the draws; this way a run repeats, and its
+    medians still cover `repeat` different draws."""
     from eval import word_error_rate
 
     runs = {name: [] for name, _ in systems}
     for r in range(repeat):  # interleaved: a slow spell of the machine hits every system alike
         for name, argv in systems:
-            row = run_worker(argv + ["--audio", audio_path, "--threads", str(threads), "--device", device])
+            row = run_worker(argv + ["--audio", audio_path, "--threads", str(threads), "--device", device,
+                                     "--seed", str(seed + r), "--temperatures", temperatures])
             row["wer"] = word_error_rate([reference], [row["text"]])
             runs[name].append(row)
             print(f"  round {r + 1}/{repeat} {name}: wall {row['wall_s']:.1f}s, decode {row['decode_s']:.1f}s, "
-                  f"RSS {row['rss_mb']:.0f} MB, WER {100 * row['wer']:.2f}%",
+                  f"RSS {row['rss_mb']:.0f} MB, WER {100 * row['wer']:.2f}%, resampled {row['resampled']}",
                   file=sys.stderr, flush=True)
     base = median([x["wall_s"] for x in runs.get(baseline, [])])
     base_decode = median([x["decode_s"] for x in runs.get(baseline, [])])
@@ -227,16 +243,17 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
         # the fallback samples, so the text, and the time, can differ from run to run: medians of both
         rss, wer = median([x["rss_mb"] for x in runs[name]]), median([x["wer"] for x in runs[name]])
         walls[name], wers[name] = wall, wer
+        resampled = median([x["resampled"] for x in runs[name]])
         rows.append([name, f"{wall:.1f}", f"{decode:.1f}", f"{seconds / wall:.1f}", f"{rss:.0f}" if rss else "?",
-                     f"{100 * wer:.2f}", f"{wall / base:.2f}" if base else "-",
+                     f"{100 * wer:.2f}", f"{resampled:g}", f"{wall / base:.2f}" if base else "-",
                      f"{decode / base_decode:.2f}" if base_decode else "-"])
-    headers = ["system", "wall s", "decode s", "RTFx (wall)", "peak RSS MB", "WER %", f"wall / {baseline}",
-               f"decode / {baseline}"]
-    every = [[name] + [f"{x['wall_s']:.1f} / {x['decode_s']:.1f} / {x['rss_mb']:.0f} / {100 * x['wer']:.2f}"
-                       for x in runs[name]] for name, _ in systems]
+    headers = ["system", "wall s", "decode s", "RTFx (wall)", "peak RSS MB", "WER %", "resampled segments",
+               f"wall / {baseline}", f"decode / {baseline}"]
+    every = [[name] + [f"{x['wall_s']:.1f} / {x['decode_s']:.1f} / {x['rss_mb']:.0f} / {100 * x['wer']:.2f} / "
+                       f"{x['resampled']}" for x in runs[name]] for name, _ in systems]
     return (f"Medians of {repeat}:\n\n" + table(headers, rows) + "\n\n" + equal_wer_lines(walls, wers)
-            + "\n\nEvery run (wall s / decode s / peak RSS MB / WER %):\n\n"
-            + table(["system"] + [f"round {r + 1}" for r in range(repeat)], every))
+            + "\n\nEvery run (wall s / decode s / peak RSS MB / WER % / resampled segments):\n\n"
+            + table(["system"] + [f"round {r + 1} (seed {seed + r})" for r in range(repeat)], every))
 
 
 def equal_wer_lines(walls: dict, wers: dict) -> str:
@@ -287,11 +304,13 @@ def part_a(args, tmp) -> str:
     from pretrained import bundled_tiny_en
 
     systems, missing = cpu_systems(args, converted_tiny_en(tmp), bundled_tiny_en())
-    print(f"(a) CPU long-form: {seconds / 60:.1f} min of audio ({source}), tiny.en, greedy + temperature fallback, "
+    search = "greedy + temperature fallback" if "," in args.temperatures else f"temperature {args.temperatures} only"
+    print(f"(a) CPU long-form: {seconds / 60:.1f} min of audio ({source}), tiny.en, {search}, "
           f"{args.threads} threads, median of {args.repeat}", file=sys.stderr, flush=True)
-    out = [f"### (a) CPU long-form, tiny.en, {seconds / 60:.1f} min ({source}), greedy, {args.threads} threads, "
-           f"median of {args.repeat} interleaved runs"]
-    out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, "faster-whisper int8"))
+    out = [f"### (a) CPU long-form, tiny.en, {seconds / 60:.1f} min ({source}), {search} ({args.temperatures}), "
+           f"{args.threads} threads, median of {args.repeat} interleaved runs, seeds {args.seed}-{args.seed + args.repeat - 1}"]
+    out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, "faster-whisper int8",
+                        seed=args.seed, temperatures=args.temperatures))
     if missing:
         out.append("skipped (not installed): " + "; ".join(missing))
     return "\n\n".join(out)
@@ -345,7 +364,8 @@ def part_b(args, tmp) -> str:
                              str(args.gpu_batch_size)]))
         baseline = systems[-1][0] if have("faster_whisper") and ct2 else "ours sequential"
         out.append(f"tiny.en, {d}")
-        out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, baseline, "cuda"))
+        out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, baseline, "cuda",
+                            seed=args.seed, temperatures=args.temperatures))
     for shape in shapes:  # random weights: this times the loop, not the model
         from model import ModelDimensions
 
@@ -353,7 +373,8 @@ def part_b(args, tmp) -> str:
         systems = [(f"ours batch {args.gpu_batch_size} {d}", ["--worker", "ours", "--dims", dims, "--dtype", d,
                                                              "--batch", str(args.gpu_batch_size)]) for d in dtypes]
         out.append(f"{shape} shape, random weights (WER meaningless)")
-        out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, systems[0][0], "cuda"))
+        out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, systems[0][0], "cuda",
+                            seed=args.seed))
     return "\n\n".join(out)
 
 
@@ -475,6 +496,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=5.0, help="length of the long-form test file")
     p.add_argument("--repeat", type=int, default=3, help="runs of each system; the median is reported")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
+    p.add_argument("--seed", type=int, default=0,
+                   help="round r seeds every system's sampling with seed + r, so that a run can be repeated")
+    p.add_argument("--temperatures", default=FALLBACK,
+                   help="parts a and b: the fallback's temperatures (default: the reference's); 0 alone: greedy, no fallback")
     p.add_argument("--batch-size", type=int, default=8, help="batch of the batched rows on CPU: ours --batch-size, faster-whisper's BatchedInferencePipeline")
     p.add_argument("--gpu-batch-size", type=int, default=16)
     p.add_argument("--gpu-models", default="tiny.en,base,small,medium,large-v3",

@@ -17,19 +17,25 @@ def test_table_gives_medians_of_time_and_wer_and_every_run(monkeypatch):
     texts = iter(["a b c d", "a b x d", "a b x y", "a b c d", "a b c d", "a b c d"])
     times = iter([9.0, 3.0, 5.0, 1.0, 1.0, 1.0])
 
+    seeds = []
+
     def fake_worker(argv):
+        worker = bench.parser().parse_args(argv)
+        seeds.append(worker.seed)
+        assert worker.temperatures == "0"
         wall = next(times)
-        return {"text": next(texts), "decode_s": wall - 0.5, "wall_s": wall, "rss_mb": 100.0}
+        return {"text": next(texts), "decode_s": wall - 0.5, "wall_s": wall, "rss_mb": 100.0, "resampled": int(wall)}
 
     monkeypatch.setattr(bench, "run_worker", fake_worker)
     out = bench.longform([("ours", []), ("peer", [])], "long.npy", 60.0, "a b c d", repeat=3, threads=1,
-                         baseline="peer")
+                         baseline="peer", seed=7, temperatures="0")
+    assert seeds == [7, 7, 8, 8, 9, 9]  # a round's systems draw alike; each round draws anew
     # rounds are interleaved: ours gets 9, 5 and 1 s, and "a b c d", "a b x y", "a b c d"
     medians, every = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ours")]
-    wall, wer, ratio = medians[1].strip(), medians[5].strip(), medians[6].strip()
-    assert (wall, wer, ratio) == ("5.0", "0.00", "5.00")  # WER median of 0, 50, 0 %; peer's wall is 1.0
-    assert [c.strip() for c in every[1:]] == ["9.0 / 8.5 / 100 / 0.00", "5.0 / 4.5 / 100 / 50.00",
-                                              "1.0 / 0.5 / 100 / 0.00"]
+    wall, wer, resampled, ratio = (medians[i].strip() for i in (1, 5, 6, 7))
+    assert (wall, wer, resampled, ratio) == ("5.0", "0.00", "5", "5.00")  # WER median of 0, 50, 0 %; peer's wall is 1.0
+    assert [c.strip() for c in every[1:]] == ["9.0 / 8.5 / 100 / 0.00 / 9", "5.0 / 4.5 / 100 / 50.00 / 5",
+                                              "1.0 / 0.5 / 100 / 0.00 / 1"]
     assert "- ours: 5.00x the wall time of peer (WER 0.00% against 0.00%)" in out
 
 
@@ -52,7 +58,7 @@ def test_gpu_rows_follow_gpu_models_and_name_their_baseline(monkeypatch, tmp_pat
     monkeypatch.setattr(bench, "long_audio", lambda minutes, directory: ("long.npy", 60.0, "ref", "fake"))
     monkeypatch.setattr(bench, "converted_tiny_en", lambda directory: "tiny.en.pt")
     plans = []
-    monkeypatch.setattr(bench, "longform", lambda systems, *rest: plans.append((systems, rest)) or "")
+    monkeypatch.setattr(bench, "longform", lambda systems, *rest, **options: plans.append((systems, rest)) or "")
     args = bench.parser().parse_args(["--part", "b", "--gpu-models", "tiny.en,base", "--gpu-batch-size", "4"])
     bench.part_b(args, str(tmp_path))
 

@@ -102,6 +102,8 @@ min_lr = 1e-4
 device = "auto"  # 'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...
 dtype = "auto"  # 'auto' (bfloat16 autocast on GPUs that have it, else float32), 'float32', 'bfloat16'
 compile = False  # torch.compile the training model (eval and saving use the plain module)
+profile_steps = 0  # > 0: record this many steps with torch.profiler (after profile_skip steps: compilation, warm-up),
+profile_skip = 10  # print the ops that took the time and write out_dir/profile.json (open it in ui.perfetto.dev)
 seed = 1337
 # -----------------------------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))]
@@ -441,8 +443,31 @@ def write_log(row: dict):
             f.write(json.dumps(row) + "\n")
 
 
+def profiler_for_run():
+    """torch.profiler over steps profile_skip+1 .. profile_skip+profile_steps of this run, on the master."""
+    if profile_steps <= 0 or not master:
+        return None
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    def report(prof):
+        sort = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
+        log(f"profile of {profile_steps} step(s), by {sort}:\n" + prof.key_averages().table(sort_by=sort, row_limit=20))
+        path = os.path.join(out_dir, "profile.json")
+        prof.export_chrome_trace(path + ".tmp")
+        os.replace(path + ".tmp", path)
+        log(f"trace: {path}")
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device_type == "cuda" else [])
+    # the step before the recorded ones is a warm-up step (the profiler's own start-up is not measured)
+    steps = schedule(wait=max(profile_skip - 1, 0), warmup=min(profile_skip, 1), active=profile_steps, repeat=1)
+    return profile(activities=activities, schedule=steps, on_trace_ready=report)
+
+
 # -----------------------------------------------------------------------------------------------
 # training loop
+profiler = profiler_for_run()
+if profiler is not None:
+    profiler.start()
 start_iter, t_start, start_seconds, synced_seconds = iter_num, time.time(), train_seconds, train_seconds
 t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
 loss_sum_window = torch.zeros((), device=device)
@@ -528,6 +553,10 @@ while True:
     optimizer.zero_grad(set_to_none=True)
     iter_num += 1
     train_seconds += time.time() - t_step
+    if profiler is not None:
+        t_profiler = time.time()
+        profiler.step()
+        t_log += time.time() - t_profiler  # writing the report doesn't count against throughput
 
     if iter_num % log_interval == 0:
         # one sync per log_interval: the summed loss of all processes, averaged over the window
@@ -550,6 +579,10 @@ while True:
         loss_sum_window.zero_()
         ctc_sum_window.zero_()
 
+if profiler is not None:
+    if iter_num - start_iter <= profile_skip:
+        log(f"profile: none recorded, the run ended before step {profile_skip + 1}")
+    profiler.stop()  # a run that ends within the recorded steps reports those it had
 log(f"done: {iter_num - start_iter} steps, {(train_seconds - start_seconds) / 60:.1f} min of training steps, "
     f"{(time.time() - t_start) / 60:.1f} min in all; checkpoint {resume_path}")
 if ddp:

@@ -155,6 +155,20 @@ def test_finetune_tiny_en_smoke(corpus, tmp_path, tiny_en_checkpoint):
     assert ours.tokens == theirs.tokens
 
 
+def test_profile_records_the_steps_it_says(corpus, tmp_path):
+    """--profile_steps: a table of the costliest ops in the log and a trace of exactly those steps."""
+    _, shards, n_train = corpus
+    out = tmp_path / "out"
+    proc = train(f"--data_dir={shards}", f"--out_dir={out}", *TINY, *QUIET, f"--batch_size={min(4, n_train)}",
+                 "--max_iters=5", "--eval_interval=1000", "--log_interval=1", "--profile_skip=2", "--profile_steps=2")
+    assert "profile of 2 step(s), by self_cpu_time_total" in proc.stdout and "aten::" in proc.stdout, proc.stdout
+    with open(out / "profile.json") as f:
+        trace = json.load(f)
+    steps = sorted({e["name"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")})
+    assert steps == ["ProfilerStep#2", "ProfilerStep#3"], steps  # the 3rd and 4th of 5 steps (it counts from 0)
+    assert not os.path.exists(out / "profile.json.tmp")
+
+
 def test_config_errors_name_the_key_and_file(tmp_path):
     from configurator import ConfigError, apply
 

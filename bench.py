@@ -19,9 +19,9 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
 
 Runs are interleaved (one of each system, then the next round) and the median is reported, because a
 shared machine's timings drift. Round r seeds every system's sampler with --seed + r: a window that
-falls back is decoded again by sampling, so the draws decide the time (faster-whisper int8 took 8.3 s
-with one seed and 10.0-10.7 s with another, one thread); the table counts each system's resampled
-segments. --temperatures 0 turns the fallback off. Missing peers are reported and skipped.
+falls back is decoded again by sampling, so the draws decide how much is decoded twice, and the time;
+the table counts each run's resampled segments. --temperatures 0 turns the fallback off. Missing
+peers are reported and skipped.
 """
 import argparse
 import ast

@@ -111,6 +111,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     """
     from tqdm import tqdm
 
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1 (None decodes sequentially), got {batch_size}")
     if 2 * model.dims.n_audio_ctx < N_FRAMES:
         return transcribe_short_windows(model, audio, beam_size=beam_size, batch_size=batch_size, language=language,
                                         task=task)
@@ -385,23 +387,37 @@ def temperatures(start: float, increment: float) -> tuple:
     return tuple(np.arange(start, 1.0 + 1e-6, increment).round(2).tolist())
 
 
+def positive_int(x: str) -> int:
+    value = int(x)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {x}")
+    return value
+
+
 def none_if_negative(x: str):
     value = float(x)
     return None if value < 0 else value
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", help="audio files: flac, wav, ogg, mp3, ...")
     p.add_argument("--model", default="tiny.en", help="official name, .pt file, CTranslate2 dir or training checkpoint")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--dtype", choices=list(DTYPES), default=None,
                    help="default: fp16 on GPU, fp32 on CPU; int8: weights quantised for CPU, the fastest there")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's, one per core)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: torch's, one per core)")
     p.add_argument("--language", default=None, help="multilingual models: code or name (default: detect)")
     p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
-    p.add_argument("--beam-size", type=int, default=5, help="beam width at temperature 0; 1 decodes greedily")
-    p.add_argument("--best-of", type=int, default=5, help="samples per window when falling back to temperature > 0")
+    p.add_argument("--beam-size", type=positive_int, default=5, help="beam width at temperature 0; 1 decodes greedily")
+    p.add_argument("--best-of", type=positive_int, default=5, help="samples per window when falling back to temperature > 0")
     p.add_argument("--patience", type=float, default=None, help="beam search patience (finished candidates = beam * patience)")
     p.add_argument("--length-penalty", type=float, default=None, help="alpha of Google NMT's length penalty (default: divide by length)")
     p.add_argument("--temperature", type=float, default=0.0)
@@ -413,7 +429,7 @@ def main(argv=None) -> int:
     p.add_argument("--initial-prompt", default=None, help="text to condition the first window on (names, spelling)")
     p.add_argument("--suppress-tokens", default="-1", help="comma-separated ids; -1 is the non-speech symbols")
     p.add_argument("--word-timestamps", action="store_true", help="word timings from cross-attention (DTW)")
-    p.add_argument("--batch-size", type=int, default=None, help="decode windows cut at silences N at a time")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="decode windows cut at silences N at a time")
     p.add_argument("--output-format", choices=["txt", "srt", "vtt", "json", "tsv", "all"], default=None,
                    help="write files to --output-dir (default: the text on stdout)")
     p.add_argument("--output-dir", default=None, help="where --output-format files go (default: .)")

@@ -95,6 +95,13 @@ def test_unknown_model_is_a_clear_error(speech_wav):
     assert proc.returncode == 2 and "no-such-model" in proc.stderr and "not an official model name" in proc.stderr
 
 
+@pytest.mark.parametrize("option", ["--batch-size", "--beam-size", "--best-of", "--threads"])
+def test_counts_below_one_are_a_usage_error(speech_wav, option):
+    proc = run(speech_wav, option, "-3")  # --batch-size -3 once ended in a traceback from torch.stack
+    assert proc.returncode == 2 and f"{option}: expected a whole number of at least 1, got -3" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr  # one line, not argparse's whole usage
+
+
 # ------------------------------------------------------------------------------------------------
 # long-form: the reference's algorithm, output formats, batched mode, languages
 

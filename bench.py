@@ -523,7 +523,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    counts = ["repeat", "threads", "batch_size", "gpu_batch_size", "train_batch_size", "train_iters"]
+    for name in [n for n in counts if getattr(args, n) < 1] + (["minutes"] if args.minutes <= 0 else []):
+        p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    try:
+        temperatures = [float(t) for t in args.temperatures.split(",")]
+    except ValueError:
+        temperatures = [-1.0]
+    if min(temperatures) < 0:
+        p.error(f"--temperatures {args.temperatures!r}: expected comma-separated temperatures >= 0, such as 0,0.2,0.4")
+    if not args.part or set(args.part) - set("abc"):
+        p.error(f"--part {args.part!r}: expected a, b, c or a combination such as ac")
     if args.worker:
         print(json.dumps(worker(args)), flush=True)
         sys.stderr.flush()

@@ -75,3 +75,14 @@ def test_gpu_rows_follow_gpu_models_and_name_their_baseline(monkeypatch, tmp_pat
     base = plans[2][0]
     dims = [json.loads(bench.parser().parse_args(argv).dims) for _, argv in base]
     assert all(d["n_audio_state"] == 512 and d["n_text_layer"] == 6 for d in dims)
+
+
+def test_bad_options_are_usage_errors_before_anything_runs(capsys):
+    import pytest
+
+    for argv, needle in [(["--repeat", "0"], "--repeat must be positive, got 0"),  # once: a traceback at the end
+                         (["--part", "x"], "--part 'x': expected a, b, c"),  # once: an empty report, exit 0
+                         (["--temperatures", "0,x"], "--temperatures '0,x': expected comma-separated")]:
+        with pytest.raises(SystemExit) as exit_:
+            bench.main(argv)
+        assert exit_.value.code == 2 and needle in capsys.readouterr().err

@@ -137,6 +137,12 @@ if init_from == "resume" and not os.path.isfile(resume_path):
 if init_from not in ("scratch", "resume") and init_from not in official_names() and not os.path.exists(init_from):
     fail(f"init_from={init_from!r}: expected 'scratch', 'resume', an official model name "
          f"({', '.join(official_names())}), or an existing checkpoint file or CTranslate2 directory")
+for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval", "eval_iters", "eval_sample_len"):
+    if config[key] < 1:
+        fail(f"{key}={config[key]}: must be at least 1")
+for key in ("max_iters", "warmup_iters", "eval_wer_utts", "profile_steps", "profile_skip"):
+    if config[key] < 0:
+        fail(f"{key}={config[key]}: must not be negative")
 if lr_schedule not in ("cosine", "linear"):
     fail(f"lr_schedule={lr_schedule!r}: expected 'cosine' or 'linear'")
 if dtype not in ("auto", "float32", "bfloat16"):

@@ -191,6 +191,9 @@ def test_config_errors_name_the_key_and_file(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["--lerning_rate=1e-4"], "error: --lerning_rate=1e-4: unknown config key 'lerning_rate'"),
     (["--init_from=nonsense-model"], "error: init_from='nonsense-model': expected 'scratch', 'resume', an official"),
+    (["--batch_size=0"], "error: batch_size=0: must be at least 1"),  # once a ZeroDivisionError in the loader
+    (["--log_interval=0"], "error: log_interval=0: must be at least 1"),  # once a ZeroDivisionError after step 1
+    (["--max_iters=-1"], "error: max_iters=-1: must not be negative"),
 ])
 def test_train_py_exits_with_one_clear_line(args, needle):
     proc = train(*args, check=False, timeout=120)

@@ -99,6 +99,10 @@ def main(argv=None) -> int:
     p.add_argument("--sample-len", type=int, default=None, help="max tokens per utterance (default: model's n_text_ctx / 2)")
     p.add_argument("--show", type=int, default=5, help="print this many reference/hypothesis pairs")
     args = p.parse_args(argv)
+    for option in ("batch_size", "limit", "sample_len"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            print(f"error: --{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}", file=sys.stderr)
+            return 2
 
     from pretrained import CheckpointError, from_pretrained
 

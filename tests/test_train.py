@@ -199,3 +199,8 @@ def test_train_py_exits_with_one_clear_line(args, needle):
     proc = train(*args, check=False, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(needle), proc.stderr
+
+
+def test_eval_py_rejects_a_zero_batch_in_one_line(tmp_path):
+    proc = run([PY, "eval.py", "--batch-size", "0", tmp_path], check=False, timeout=120)  # once: range() step 0
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --batch-size must be at least 1, got 0", proc.stderr

@@ -417,6 +417,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.hours <= 0:
         sys.exit(f"error: --hours must be positive, got {args.hours}")
+    if args.workers < 1:  # 0 once hung before the first utterance
+        sys.exit(f"error: --workers must be at least 1, got {args.workers}")
+    if min(args.dev_fraction, args.test_fraction) < 0 or args.dev_fraction + args.test_fraction >= 1:
+        sys.exit(f"error: --dev-fraction {args.dev_fraction} and --test-fraction {args.test_fraction} must not be "
+                 "negative and must leave audio for train (their sum below 1)")
     for split in SPLITS:
         path = os.path.join(args.out, split)
         if os.path.exists(path):

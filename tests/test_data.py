@@ -377,3 +377,14 @@ def test_clear_errors(tmp_path, capsys):
     assert str(bad) in str(e.value) and "nothing usable" in str(e.value)
     with pytest.raises(FileNotFoundError, match="meta.json"):
         data.ShardLoader(tmp_path / "o3", "train", batch_size=2)
+
+
+@pytest.mark.parametrize("args, needle", [(["--workers", "0"], "--workers must be at least 1"),  # once: hung
+                                          (["--dev-fraction", "1.5"], "must leave audio for train")])
+def test_synthetic_corpus_options_fail_in_one_line(tmp_path, args, needle):
+    import prepare_synthetic
+
+    with pytest.raises(SystemExit) as e:
+        prepare_synthetic.main(["--out", str(tmp_path / "s"), "--hours", "0.001", *args])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "s").exists()  # checked before anything is written

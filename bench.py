@@ -14,7 +14,8 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
 (b) GPU long-form: the same plus batched decoding against faster-whisper's BatchedInferencePipeline,
     fp16/bf16; openai-whisper as installed and with cuDNN attention off (see model.decode); tiny.en,
     and larger shapes with random weights of the same dims (ours only).
-(c) Training throughput of train.py itself (a subprocess on the prepared --data-dir shards): tokens/s,
+(c) Training throughput of train.py itself (a subprocess on the prepared --data-dir shards, or on random
+    LibriSpeech-shaped ones where there are none, as on a bare GPU machine): tokens/s,
     audio s/s and MFU at a 30 s context; tiny/base/small with bf16 + compile on GPU, one fp32 shape on CPU.
 
 Runs are interleaved (one of each system, then the next round) and the median is reported, because a
@@ -407,6 +408,34 @@ def cpu_peak_flops(threads: int, n: int = 2048, repeat: int = 5) -> float:
     return 2 * n ** 3 / best
 
 
+def random_corpus(directory: str, n_train: int = 256, n_val: int = 32, seed: int = 0) -> str:
+    """Prepared shards of random log-mel frames and token ids, shaped like LibriSpeech (clips of 2-30 s,
+    ~3.5 text tokens a second), for part (c) where no corpus is prepared: training throughput doesn't
+    depend on what the clips say, and a bare GPU machine has neither a corpus nor the TTS engine that
+    makes one. Written by prepare_librispeech's own shard writer, so the loader reads it like any other."""
+    import numpy as np
+
+    from prepare_librispeech import save_shard, write_outputs
+    from tokenizer import get_tokenizer
+
+    rng, tokenizer = np.random.default_rng(seed), get_tokenizer(False)
+    manifests = {"train": [], "val": [], "test": []}
+    for split, n in (("train", n_train), ("val", n_val)):
+        os.makedirs(os.path.join(directory, split), exist_ok=True)
+        entries, items = [], []
+        for i in range(n):
+            seconds = round(float(rng.uniform(2, 30)), 2)
+            text = rng.integers(0, tokenizer.eot, max(1, round(3.5 * seconds))).tolist()
+            entry = dict(id=f"{split}-{i:05d}", duration=seconds, frames=round(100 * seconds), pad=-0.5,
+                         tokens=[*tokenizer.sot_sequence_including_notimestamps, *text, tokenizer.eot], text="random")
+            entries.append((entry, rng.standard_normal((entry["frames"], 80)).astype(np.float16)))
+            items.append(entry)
+        manifests[split] = save_shard(directory, split, 0, items, entries)[0]
+    write_outputs(directory, manifests, [], dict(n_mels=80, multilingual=False, source="bench.py random_corpus",
+                                                 n_vocab=tokenizer.encoding.n_vocab, eot=tokenizer.eot))
+    return directory
+
+
 def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: int, iters: int, tmp: str,
               data_dir: str, threads: int = None) -> dict:
     out_dir = os.path.join(tmp, f"train-{shape}-{device}")
@@ -427,16 +456,19 @@ def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: i
 def part_c(args, tmp) -> str:
     import torch
 
-    title = f"### (c) Training, 30 s context (n_audio_ctx 1500), train.py on {args.data_dir}"
-    if not os.path.isfile(os.path.join(HERE, args.data_dir, "meta.json")):
-        return f"{title}\n\nskipped: no {args.data_dir} (run prepare_synthetic.py, then prepare_librispeech.py)"
+    data_dir = os.path.join(HERE, args.data_dir)
+    corpus = args.data_dir
+    if not os.path.isfile(os.path.join(data_dir, "meta.json")):
+        data_dir = random_corpus(os.path.join(tmp, "random-corpus"))
+        corpus = f"random frames and tokens shaped like LibriSpeech (no prepared {args.data_dir} here)"
+    title = f"### (c) Training, 30 s context (n_audio_ctx 1500), train.py on {corpus}"
     rows, header = [], ["shape", "device", "dtype", "compile", "batch", "tokens/s", "audio s/s", "MFU"]
     gpu_shapes = args.gpu_train_shapes.split(",")
     if torch.cuda.is_available():
         for shape in gpu_shapes:
             print(f"(c) training {shape} on {torch.cuda.get_device_name()}, bf16, compiled, batch "
                   f"{args.train_batch_size}, {args.train_iters} steps", file=sys.stderr, flush=True)
-            row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp, args.data_dir)
+            row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp, data_dir)
             mfu = f"{100 * row['mfu']:.1f}%" if row.get("mfu") else "n/a (unknown GPU peak)"
             rows.append([shape, torch.cuda.get_device_name(), "bf16", "yes", args.train_batch_size,
                          f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}", mfu])
@@ -444,23 +476,23 @@ def part_c(args, tmp) -> str:
     else:
         rows += [[shape, "GPU", "bf16", "yes", "", "unmeasured (no GPU)", "", ""] for shape in gpu_shapes]
     if args.cpu_train_iters > 0:
-        rows.append(cpu_train_row(args, tmp))
+        rows.append(cpu_train_row(args, tmp, data_dir))
         print(f"  {rows[-1][0]} on CPU: {rows[-1][5]} tokens/s, MFU {rows[-1][7]}", file=sys.stderr, flush=True)
     return f"{title}\n\n" + table(header, rows)
 
 
-def cpu_train_row(args, tmp) -> list:
+def cpu_train_row(args, tmp, data_dir: str) -> list:
     from model import ModelDimensions
 
     shape, batch = args.cpu_train_shape, 4
     print(f"(c) training {shape} on CPU, fp32, batch {batch}, {args.cpu_train_iters} steps", file=sys.stderr, flush=True)
     # on as many threads as the matmul that gives the peak (train.py alone would take every core)
-    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp, args.data_dir, threads=args.threads)
+    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp, data_dir, threads=args.threads)
     peak = cpu_peak_flops(args.threads)
     # train.py logs no MFU without a known peak. FLOP/s here: utterances/s (audio s/s over the mean
     # clip length of the train split) times train.py's train_flops at the mean text length. At a 30 s
     # context the audio terms dominate, so the text length's padding hardly matters.
-    with open(os.path.join(HERE, args.data_dir, "meta.json")) as f:
+    with open(os.path.join(data_dir, "meta.json")) as f:
         split = json.load(f)["splits"]["train"]
     utts_per_s = row["audio_s_per_s"] / (3600 * split["hours"] / split["utterances"])
     dims = ModelDimensions(**{**ModelDimensions().__dict__, **SHAPES[shape]})
@@ -510,7 +542,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-train-shape", default="tiny", choices=list(SHAPES))
     p.add_argument("--cpu-train-iters", type=int, default=6, help="0 skips part (c)'s CPU row")
     p.add_argument("--gpu-train-shapes", default="tiny,base,small", help="part (c)'s GPU rows")
-    p.add_argument("--data-dir", default="data/synth", help="part (c)'s training data (prepared shards)")
+    p.add_argument("--data-dir", default="data/synth",
+                   help="part (c)'s training data (prepared shards); where there is none, random LibriSpeech-shaped shards")
     # worker mode (internal)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--audio", default=None, help=argparse.SUPPRESS)

@@ -86,3 +86,18 @@ def test_bad_options_are_usage_errors_before_anything_runs(capsys):
         with pytest.raises(SystemExit) as exit_:
             bench.main(argv)
         assert exit_.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_random_corpus_loads_like_a_prepared_one(tmp_path):
+    """Part (c) trains on it where no corpus is prepared (a bare GPU machine): the loader must take it
+    as it is, with LibriSpeech-like clip and text lengths."""
+    import data
+
+    directory = bench.random_corpus(str(tmp_path / "random"), n_train=24, n_val=4)
+    meta = data.read_meta(directory)
+    assert meta["splits"]["train"]["utterances"] == 24 and meta["eot"] == 50256 and meta["n_mels"] == 80
+    mel, tokens_in, targets = data.ShardLoader(directory, "train", batch_size=8, n_frames=3000).next_batch()
+    assert mel.shape == (8, 80, 3000) and tokens_in.shape == targets.shape and tokens_in.shape[0] == 8
+    entries = data.manifest(directory, "train")
+    assert all(2 <= e["duration"] <= 30 and e["frames"] == round(100 * e["duration"]) for e in entries)
+    assert 3 < sum(len(e["tokens"]) for e in entries) / sum(e["duration"] for e in entries) < 4  # tokens a second

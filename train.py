@@ -74,6 +74,7 @@ bucket = False  # batch clips of similar length and cut each batch's window to i
 # so a batch of 2 s clips pays for 2.5 s of encoder instead of n_audio_ctx. Eval still pads to the
 # model's full window, so the model sees more trailing silence there than in training.
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
+text_pad_multiple = 1  # pad each batch's text to a multiple of this many tokens: fewer shapes (see pad_text)
 # SpecAugment-style masking of the training mels (eval never masks)
 spec_augment = False
 freq_masks = 2  # masks per utterance, each up to freq_mask_width mel bins
@@ -137,7 +138,8 @@ if init_from == "resume" and not os.path.isfile(resume_path):
 if init_from not in ("scratch", "resume") and init_from not in official_names() and not os.path.exists(init_from):
     fail(f"init_from={init_from!r}: expected 'scratch', 'resume', an official model name "
          f"({', '.join(official_names())}), or an existing checkpoint file or CTranslate2 directory")
-for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval", "eval_iters", "eval_sample_len"):
+for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval", "eval_iters", "eval_sample_len",
+            "text_pad_multiple"):
     if config[key] < 1:
         fail(f"{key}={config[key]}: must be at least 1")
 for key in ("max_iters", "warmup_iters", "eval_wer_utts", "profile_steps", "profile_skip"):
@@ -328,6 +330,15 @@ def ctc_targets(rows: list) -> tuple:
     chars = [1 + CTC_CHARS.index(c) for text in texts for c in text]
     frames = [min(dims.n_audio_ctx, (sum(entries_by_id[i]["frames"] for i in row) + 1) // 2) for row in rows]
     return torch.tensor(chars, dtype=torch.long), torch.tensor([len(t) for t in texts]), torch.tensor(frames)
+
+
+def pad_text(tokens_in: torch.Tensor, targets: torch.Tensor) -> tuple:
+    """A batch's text padded to a multiple of text_pad_multiple tokens (within n_text_ctx): eot in,
+    ignored out, and causal attention keeps the padding from changing any real position. Why: on a
+    GPU, cuDNN attention plans each new shape once, ~3 ms of CPU a call (docs/bench.md, part b), and
+    a batch's text length is a new shape for every decoder attention until all lengths were seen."""
+    extra = min(-tokens_in.shape[1] % text_pad_multiple, dims.n_text_ctx - tokens_in.shape[1])
+    return F.pad(tokens_in, (0, extra), value=tokenizer.eot), F.pad(targets, (0, extra), value=-100)
 
 
 def train_flops(n_audio: int, n_text: int) -> float:
@@ -523,6 +534,8 @@ while True:
     n_tokens_global, n_chars_global, synced_seconds = all_reduce_sum([n_tokens, n_chars, train_seconds])
     synced_seconds /= world_size
     for micro_step, (mel, tokens_in, targets, ctc) in enumerate(batches):
+        n_text = tokens_in.shape[1]  # the FLOPs count the text, not pad_text's padding
+        tokens_in, targets = pad_text(tokens_in, targets)
         if device_type == "cuda":  # from pinned memory the copy doesn't wait for the GPU to finish the last step
             mel, tokens_in, targets = (t.pin_memory().to(device, non_blocking=True) for t in (mel, tokens_in, targets))
         else:
@@ -551,7 +564,7 @@ while True:
                 ctc_sum_window += ctc_sum.detach() / n_chars_global
             loss.backward()
         loss_sum_window += loss_sum.detach() / n_tokens_global
-        window["flops"] += mel.shape[0] * train_flops(mel.shape[-1] // 2, tokens_in.shape[1])
+        window["flops"] += mel.shape[0] * train_flops(mel.shape[-1] // 2, n_text)
     window["tokens"] += n_tokens
     window["steps"] += 1
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None

@@ -155,6 +155,21 @@ def test_finetune_tiny_en_smoke(corpus, tmp_path, tiny_en_checkpoint):
     assert ours.tokens == theirs.tokens
 
 
+def test_padding_the_text_changes_no_loss(corpus, tmp_path):
+    """text_pad_multiple pads each batch's text (fewer shapes for cuDNN's attention plans on a GPU);
+    the padding is masked out of the loss and causal attention keeps it from the real positions."""
+    _, shards, n_train = corpus
+    runs = {}
+    for multiple in (1, 16):
+        out = tmp_path / f"pad{multiple}"
+        train(f"--data_dir={shards}", f"--out_dir={out}", *TINY, *QUIET, f"--batch_size={min(4, n_train)}",
+              "--max_iters=3", "--eval_interval=1000", "--log_interval=1", f"--text_pad_multiple={multiple}")
+        runs[multiple] = train_losses(out)
+    assert runs[1].keys() == runs[16].keys() == {1, 2, 3}
+    for step, loss in runs[1].items():
+        assert abs(runs[16][step] - loss) < 1e-4 * loss, (runs[1], runs[16])  # not bit-equal: other matmul shapes
+
+
 def test_profile_records_the_steps_it_says(corpus, tmp_path):
     """--profile_steps: a table of the costliest ops in the log and a trace of exactly those steps."""
     _, shards, n_train = corpus

@@ -437,18 +437,22 @@ def random_corpus(directory: str, n_train: int = 256, n_val: int = 32, seed: int
 
 
 def train_run(shape: str, device: str, dtype: str, compile_: bool, batch_size: int, iters: int, tmp: str,
-              data_dir: str, threads: int = None) -> dict:
+              data_dir: str, threads: int = None, extra: list = ()) -> dict:
+    """One train.py run; its last throughput window. `extra`: more --key=value overrides, whose run's log
+    is echoed to stderr (--profile_steps prints its table there)."""
     out_dir = os.path.join(tmp, f"train-{shape}-{device}")
     overrides = {**SHAPES[shape], "n_audio_ctx": 1500, "batch_size": batch_size, "max_iters": iters,
                  "log_interval": max(1, iters // 3), "eval_interval": 10 ** 9, "eval_iters": 1, "eval_wer_utts": 0,
                  "eval_at_start": False, "max_minutes": 0.0, "device": device, "dtype": dtype, "compile": compile_,
                  "out_dir": out_dir, "data_dir": data_dir, "spec_augment": False}
-    argv = [sys.executable, "train.py"] + [f"--{k}={v}" for k, v in overrides.items()]
+    argv = [sys.executable, "train.py"] + [f"--{k}={v}" for k, v in overrides.items()] + list(extra)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None  # torch's intra-op threads
     proc = subprocess.run(argv, cwd=HERE, capture_output=True, text=True, env=env)
     log_path = os.path.join(out_dir, "log.jsonl")
     if proc.returncode != 0 or not os.path.isfile(log_path):
         raise RuntimeError(f"train.py failed:\n{proc.stdout[-1000:]}\n{proc.stderr[-2000:]}")
+    if extra:
+        print(proc.stdout, file=sys.stderr, flush=True)
     rows = [json.loads(line) for line in open(log_path) if '"train"' in line]
     return rows[-1]  # the last window: warm-up and compilation are behind it
 
@@ -468,7 +472,8 @@ def part_c(args, tmp) -> str:
         for shape in gpu_shapes:
             print(f"(c) training {shape} on {torch.cuda.get_device_name()}, bf16, compiled, batch "
                   f"{args.train_batch_size}, {args.train_iters} steps", file=sys.stderr, flush=True)
-            row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp, data_dir)
+            row = train_run(shape, "cuda", "bfloat16", True, args.train_batch_size, args.train_iters, tmp, data_dir,
+                            extra=args.train_args.split())
             mfu = f"{100 * row['mfu']:.1f}%" if row.get("mfu") else "n/a (unknown GPU peak)"
             rows.append([shape, torch.cuda.get_device_name(), "bf16", "yes", args.train_batch_size,
                          f"{row['tokens_per_s']:.0f}", f"{row['audio_s_per_s']:.1f}", mfu])
@@ -487,7 +492,8 @@ def cpu_train_row(args, tmp, data_dir: str) -> list:
     shape, batch = args.cpu_train_shape, 4
     print(f"(c) training {shape} on CPU, fp32, batch {batch}, {args.cpu_train_iters} steps", file=sys.stderr, flush=True)
     # on as many threads as the matmul that gives the peak (train.py alone would take every core)
-    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp, data_dir, threads=args.threads)
+    row = train_run(shape, "cpu", "float32", False, batch, args.cpu_train_iters, tmp, data_dir, threads=args.threads,
+                    extra=args.train_args.split())
     peak = cpu_peak_flops(args.threads)
     # train.py logs no MFU without a known peak. FLOP/s here: utterances/s (audio s/s over the mean
     # clip length of the train split) times train.py's train_flops at the mean text length. At a 30 s
@@ -542,6 +548,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-train-shape", default="tiny", choices=list(SHAPES))
     p.add_argument("--cpu-train-iters", type=int, default=6, help="0 skips part (c)'s CPU row")
     p.add_argument("--gpu-train-shapes", default="tiny,base,small", help="part (c)'s GPU rows")
+    p.add_argument("--train-args", default="", help="part (c): more train.py overrides for every row, e.g. "
+                   "--train-args='--text_pad_multiple=32 --profile_steps=3'")
     p.add_argument("--data-dir", default="data/synth",
                    help="part (c)'s training data (prepared shards); where there is none, random LibriSpeech-shaped shards")
     # worker mode (internal)

@@ -101,3 +101,29 @@ def test_random_corpus_loads_like_a_prepared_one(tmp_path):
     entries = data.manifest(directory, "train")
     assert all(2 <= e["duration"] <= 30 and e["frames"] == round(100 * e["duration"]) for e in entries)
     assert 3 < sum(len(e["tokens"]) for e in entries) / sum(e["duration"] for e in entries) < 4  # tokens a second
+
+
+def test_train_args_reach_every_train_py_run(monkeypatch, tmp_path):
+    import os
+    import subprocess
+
+    import torch
+
+    seen = []
+
+    def fake_run(argv, **kw):  # train.py's log, as a short run writes it
+        seen.append(argv)
+        out_dir = next(a.split("=", 1)[1] for a in argv if a.startswith("--out_dir="))
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "log.jsonl"), "w") as f:
+            f.write('{"kind": "train", "tokens_per_s": 10.0, "audio_s_per_s": 3.0, "mfu": null}\n')
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench, "cpu_peak_flops", lambda threads: 1e11)
+    args = bench.parser().parse_args(["--part", "c", "--data-dir", str(tmp_path / "none"), "--train-args",
+                                      "--text_pad_multiple=32 --profile_steps=2"])
+    out = bench.part_c(args, str(tmp_path))
+    assert "random frames and tokens shaped like LibriSpeech" in out and len(seen) == 1  # the CPU row; no GPU here
+    assert seen[0][-2:] == ["--text_pad_multiple=32", "--profile_steps=2"]

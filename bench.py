@@ -422,15 +422,15 @@ def random_corpus(directory: str, n_train: int = 256, n_val: int = 32, seed: int
     manifests = {"train": [], "val": [], "test": []}
     for split, n in (("train", n_train), ("val", n_val)):
         os.makedirs(os.path.join(directory, split), exist_ok=True)
-        entries, items = [], []
+        items, results = [], []
         for i in range(n):
             seconds = round(float(rng.uniform(2, 30)), 2)
             text = rng.integers(0, tokenizer.eot, max(1, round(3.5 * seconds))).tolist()
             entry = dict(id=f"{split}-{i:05d}", duration=seconds, frames=round(100 * seconds), pad=-0.5,
                          tokens=[*tokenizer.sot_sequence_including_notimestamps, *text, tokenizer.eot], text="random")
-            entries.append((entry, rng.standard_normal((entry["frames"], 80)).astype(np.float16)))
             items.append(entry)
-        manifests[split] = save_shard(directory, split, 0, items, entries)[0]
+            results.append((entry, rng.standard_normal((entry["frames"], 80)).astype(np.float16)))
+        manifests[split] = save_shard(directory, split, 0, items, results)[0]
     write_outputs(directory, manifests, [], dict(n_mels=80, multilingual=False, source="bench.py random_corpus",
                                                  n_vocab=tokenizer.encoding.n_vocab, eot=tokenizer.eot))
     return directory

@@ -103,8 +103,8 @@ min_lr = 1e-4
 device = "auto"  # 'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...
 dtype = "auto"  # 'auto' (bfloat16 autocast on GPUs that have it, else float32), 'float32', 'bfloat16'
 compile = False  # torch.compile the training model (eval and saving use the plain module)
-profile_steps = 0  # > 0: record this many steps with torch.profiler (after profile_skip steps: compilation, warm-up),
-profile_skip = 10  # print the ops that took the time and write out_dir/profile.json (open it in ui.perfetto.dev)
+profile_steps = 0  # > 0: torch.profiler records this many steps, logs their costliest ops, writes out_dir/profile.json
+profile_skip = 10  # steps before the recorded ones (compilation, warm-up); open the trace in ui.perfetto.dev
 seed = 1337
 # -----------------------------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))]

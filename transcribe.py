@@ -160,7 +160,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 consumed = size
                 if not is_no_speech(result):
                     pieces, consumed, _ = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
-                    current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
+                    # a timestamp past the window's end (the model sees zeros there) would overlap the
+                    # next window's first segment: windows are cut at pauses, so end them at the cut
+                    end = (seek + size) / FRAMES_PER_SECOND
+                    current = [make_segment(seek, min(s, end), min(e, end), t, result) for s, e, t in pieces]
                     # windows are independent: no speech is known before this one
                     segments += finish_window(model, tokenizer, current, mel_window, size, word_timestamps,
                                               last_speech=seek / FRAMES_PER_SECOND)[0]

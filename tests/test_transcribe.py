@@ -198,6 +198,28 @@ def test_batched_mode_requeues_what_a_window_left_unless_it_is_digital_silence(o
     assert len(decoded) == windows
 
 
+def test_batched_segments_end_where_their_window_ends(ours, monkeypatch):
+    """A timestamp past a window's cut (the model hears zeros there) once gave a segment that ended
+    after the next window's first segment began: overlapping subtitles."""
+    import transcribe as T
+    from model import DecodeResult
+    from tokenizer import get_tokenizer
+
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([0.1 * rng.standard_normal(20 * 16000), np.zeros(16000), 0.1 * rng.standard_normal(19 * 16000)])
+    ts = get_tokenizer(False).timestamp_begin
+
+    def fake_decode(model, mels, **options):  # every window: text from 0 s to 25 s, past the first cut
+        return [DecodeResult(tokens=[ts, 100, ts + round(25 / 0.02)], text="x", avg_logprob=-0.1, no_speech_prob=0.0)
+                for _ in mels]
+
+    monkeypatch.setattr(T, "decode_with_fallback", fake_decode)
+    cut = T.silence_cuts(torch.from_numpy(audio).float(), len(audio) // 160)[0][1] / 100
+    segments = T.transcribe(ours, audio.astype(np.float32), batch_size=2)["segments"]
+    assert [s["end"] for s in segments] == [cut, len(audio) / 16000]  # each ends at its window's end
+    assert segments[0]["end"] <= segments[1]["start"]
+
+
 def parse_srt_or_vtt(text: str) -> list:
     cues = []
     for block in text.strip().split("\n\n"):

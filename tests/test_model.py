@@ -260,3 +260,22 @@ def test_forward_traces_whole_with_a_dynamic_text_length():
     explained = torch._dynamo.explain(model)(mel, tokens)
     assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
     assert explained.graph_count == 1
+
+
+def test_dropout_drops_in_training_only():
+    """The blocks call their Dropout only when training with p > 0 (decoding skips the call); train.py
+    sets p on every Dropout of a loaded model, and then the training forward must drop."""
+    dims = ModelDimensions(n_audio_ctx=50, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
+                           n_text_state=64, n_text_head=2, n_text_layer=2)
+    model = Whisper(dims).init_weights()
+    mel, tokens = torch.randn(2, 80, 100), torch.randint(0, 50000, (2, 7))
+    with torch.no_grad():
+        clean = model.eval()(mel, tokens)
+        assert torch.equal(model.train()(mel, tokens), clean)  # p = 0
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.5
+        assert torch.equal(model.eval()(mel, tokens), clean)
+        model.train()
+        first, second = model(mel, tokens), model(mel, tokens)
+    assert not torch.allclose(first, clean) and not torch.allclose(first, second)

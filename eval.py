@@ -59,7 +59,7 @@ def mel_for(model, audio) -> torch.Tensor:
     return log_mel_spectrogram(pad_or_trim(audio, window_samples(model)), n_mels=model.dims.n_mels)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def transcribe_mels(model, mels, batch_size: int = 16, sample_len: int = None) -> list:
     """Greedy transcripts of a list (or batch tensor) of windows, batch_size at a time."""
     texts = []

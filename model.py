@@ -341,7 +341,7 @@ class DecodeResult:
         self.compression_ratio = len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def detect_language(model: Whisper, audio_features: Tensor, tokenizer) -> list:
     """Most likely language of each window: [(code, {code: prob})], from the logits after <|sot|>."""
     sot = torch.full((audio_features.shape[0], 1), tokenizer.sot, device=audio_features.device)
@@ -358,7 +358,9 @@ def detect_language(model: Whisper, audio_features: Tensor, tokenizer) -> list:
 _DECODING_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
-@torch.no_grad()
+# Inference entry points (here, transcribe.py, timing.py, eval.py) run under inference_mode, not
+# no_grad: no version counters or view tracking on the ~200 small ops of a decoded token.
+@torch.inference_mode()
 @sdpa_kernel(_DECODING_ATTENTION)
 def decode(
     model: Whisper,

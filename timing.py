@@ -229,7 +229,7 @@ def clip_long_words(words: list) -> list:
 # the feature
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def align(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = None, medfilt_width: int = 7,
           offset: float = 0.0) -> Alignment:
     """Word timings for `tokens` (what the model decoded from `mel`) with all the working.

@@ -36,7 +36,7 @@ TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio toke
 SILENCE_PEAK = 10 ** (-80 / 20)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
                          logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, **options):
     """Decode a batch of windows at the first temperature; windows whose text is too repetitive

@@ -69,7 +69,7 @@ class MultiHeadAttention(nn.Module):
         self.key = nn.Linear(n_state, n_state, bias=False)  # a key bias would shift every score equally
         self.value = nn.Linear(n_state, n_state)
         self.out = nn.Linear(n_state, n_state)
-        self.qkv = None  # quantize_int8 packs a self-attention's three projections into one Int8Linear here
+        self.qkv = None  # quantize_int8 puts a self-attention's three projections here as one Int8Linear
 
     def forward(self, x: Tensor, xa: Optional[Tensor] = None, causal: bool = False, kv_cache: Optional[dict] = None):
         if xa is None:
@@ -312,6 +312,7 @@ def quantize_int8(model: Whisper) -> Whisper:
         key_bias = torch.zeros_like(attn.value.bias)
         attn.qkv = Int8Linear(torch.cat([attn.query.weight, attn.key.weight, attn.value.weight]),
                               torch.cat([attn.query.bias, key_bias, attn.value.bias]))
+        del attn.query, attn.key, attn.value  # not packed a second time below: forward calls qkv alone
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear):

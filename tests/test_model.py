@@ -176,17 +176,21 @@ def test_int8_encoder_in_bf16_math_is_no_farther_from_fp32(ours, tiny_en_checkpo
 def test_int8_packed_qkv_gives_the_logits_of_three_projections(tiny_en_checkpoint, spoken):
     """quantize_int8 packs each self-attention's query, key and value into one Int8Linear; the input
     is quantised once either way, so the logits are the same to the bit."""
-    from model import quantize_int8
+    from model import Int8Linear, quantize_int8
     from pretrained import load_checkpoint
 
     int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
+    fp32 = load_checkpoint(str(tiny_en_checkpoint))
     tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831]])
     with torch.no_grad():
         features = int8.embed_audio(mel_window(spoken[0])[None])
         packed = int8.decoder(tokens, features)
-        for block in int8.decoder.blocks:
+        for block, weights in zip(int8.decoder.blocks, fp32.decoder.blocks):  # back to three projections
             assert block.attn.qkv is not None
             block.attn.qkv = None
+            for name in ("query", "key", "value"):
+                linear = getattr(weights.attn, name)
+                setattr(block.attn, name, Int8Linear(linear.weight, linear.bias))
         assert torch.equal(int8.decoder(tokens, features), packed)
 
 

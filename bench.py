@@ -111,12 +111,20 @@ def converted_tiny_en(directory: str) -> str:
 FALLBACK = "0,0.2,0.4,0.6,0.8,1"  # the reference CLI's temperatures; greedy at 0
 
 
+def parse_temperatures(text: str) -> tuple:
+    """--temperatures "0,0.2,..." -> (0.0, 0.2, ...); ValueError unless each is a number >= 0."""
+    temperatures = tuple(float(t) for t in text.split(","))
+    if min(temperatures) < 0:
+        raise ValueError(f"negative temperature in {text!r}")
+    return temperatures
+
+
 def worker(args) -> dict:
     import numpy as np
 
     audio = np.load(args.audio)
     system, threads = args.worker, args.threads
-    fallback = tuple(float(t) for t in args.temperatures.split(","))
+    fallback = parse_temperatures(args.temperatures)  # main checked it
     if system.startswith("ours"):
         import torch
 
@@ -570,10 +578,8 @@ def main(argv=None):
     for name in [n for n in counts if getattr(args, n) < 1] + (["minutes"] if args.minutes <= 0 else []):
         p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     try:
-        temperatures = [float(t) for t in args.temperatures.split(",")]
+        parse_temperatures(args.temperatures)
     except ValueError:
-        temperatures = [-1.0]
-    if min(temperatures) < 0:
         p.error(f"--temperatures {args.temperatures!r}: expected comma-separated temperatures >= 0, such as 0,0.2,0.4")
     if not args.part or set(args.part) - set("abc"):
         p.error(f"--part {args.part!r}: expected a, b, c or a combination such as ac")

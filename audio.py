@@ -25,6 +25,28 @@ FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
 TOKENS_PER_SECOND = FRAMES_PER_SECOND // 2  # the conv stem halves time: 50 audio tokens/s
 
 
+LOG_MEL_FLOOR = 1e-10  # mel power floor before log10
+DYNAMIC_RANGE = 8.0  # log10 units (80 dB) kept below the loudest frame
+
+
+def window_frames(n_audio_ctx: int) -> int:
+    """Mel frames in one encoder window: the conv stem halves time, so 2 * n_audio_ctx (3000, 30 s,
+    for official models; fewer for models trained on a shorter context)."""
+    return 2 * n_audio_ctx
+
+
+def window_samples(n_audio_ctx: int) -> int:
+    """Audio samples in one encoder window (480000 for official models)."""
+    return window_frames(n_audio_ctx) * HOP_LENGTH
+
+
+def silence_value(normalised_peak: float) -> float:
+    """The normalised log-mel of digital silence in a window whose loudest normalised value is
+    `normalised_peak`: the floor, or the clamp below the peak if that is higher."""
+    floor = (np.log10(LOG_MEL_FLOOR) + 4.0) / 4.0
+    return float(max(floor, normalised_peak - DYNAMIC_RANGE / 4.0))
+
+
 class AudioError(ValueError):
     """Raised for audio we cannot use; the message always names the file."""
 
@@ -142,12 +164,12 @@ def _log10_mel(samples: torch.Tensor, n_mels: int, center: bool) -> torch.Tensor
     window = torch.hann_window(N_FFT, device=samples.device)
     stft = torch.stft(samples, N_FFT, HOP_LENGTH, window=window, center=center, return_complex=True)
     filters = torch.from_numpy(mel_filters(n_mels)).to(samples.device)
-    return torch.clamp(filters @ stft.abs() ** 2, min=1e-10).log10()
+    return torch.clamp(filters @ stft.abs() ** 2, min=LOG_MEL_FLOOR).log10()
 
 
 def _normalise(log_spec: torch.Tensor, peak) -> torch.Tensor:
     """Keep 80 dB below the loudest frame, then scale to roughly [-1, 1]."""
-    return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+    return (torch.maximum(log_spec, peak - DYNAMIC_RANGE) + 4.0) / 4.0
 
 
 def log_mel_spectrogram(audio, n_mels: int = 80, padding: int = 0, device=None) -> torch.Tensor:

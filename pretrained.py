@@ -24,6 +24,7 @@ from dataclasses import asdict, fields
 import numpy as np
 import torch
 
+from files import DownloadError, atomic_save, download
 from model import ModelDimensions, Whisper
 
 _URL = "https://openaipublic.azureedge.net/main/whisper/models/{sha256}/{file}"
@@ -79,10 +80,6 @@ def cache_dir() -> str:
     return os.path.join(os.getenv("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "whisper")
 
 
-def _log(msg: str):
-    print(msg, file=sys.stderr)
-
-
 # ------------------------------------------------------------------------------------------------
 # loading
 
@@ -103,7 +100,10 @@ def from_pretrained(name_or_path, device="cpu", dtype=torch.float32) -> Whisper:
         elif name == "tiny.en" and (bundled := bundled_tiny_en()):
             model = load_ctranslate2(bundled)
         else:
-            model = load_checkpoint(download(_URL.format(sha256=sha256, file=file), cached, sha256))
+            try:
+                model = load_checkpoint(download(_URL.format(sha256=sha256, file=file), cached, sha256))
+            except DownloadError as e:
+                raise CheckpointError(str(e)) from None
         model.alignment_heads = alignment_heads(name, model.dims)
     else:
         raise CheckpointError(
@@ -178,47 +178,7 @@ def save_checkpoint(model: Whisper, path: str, **extra):
         **extra,
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-# ------------------------------------------------------------------------------------------------
-# downloads
-
-
-def download(url: str, dest: str, sha256: str = None) -> str:
-    """Fetch `url` to `dest` with a progress bar. With `sha256` the bytes are checked before the
-    file appears under its name: a wrong hash or an interrupted download leaves nothing behind."""
-    from tqdm import tqdm
-
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-    tmp = f"{dest}.partial{os.getpid()}"
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url) as source, open(tmp, "wb") as out:
-            total = int(source.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=os.path.basename(dest),
-                      file=sys.stderr, disable=None) as bar:
-                while chunk := source.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise CheckpointError(
-                f"{url}: SHA256 is {digest.hexdigest()}, expected {sha256}; the download is corrupt, not saved"
-            )
-        os.replace(tmp, dest)
-    except OSError as e:
-        raise CheckpointError(f"{url}: download failed ({e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dest
+    atomic_save(checkpoint, path)
 
 
 # ------------------------------------------------------------------------------------------------

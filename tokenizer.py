@@ -120,7 +120,7 @@ def multilingual_ranks() -> dict:
     for path in candidates:
         if path and os.path.isfile(path):
             return read_tiktoken_file(path)
-    from pretrained import download
+    from files import download
 
     return read_tiktoken_file(download(MULTILINGUAL_URL, cached))
 

@@ -40,6 +40,12 @@ def window_samples(n_audio_ctx: int) -> int:
     return window_frames(n_audio_ctx) * HOP_LENGTH
 
 
+def window_mel(audio, dims) -> torch.Tensor:
+    """One utterance as the model takes it: cut or zero-padded to the model's window, then the
+    log-mel. The training loader, eval and short-window transcription all feed exactly this."""
+    return log_mel_spectrogram(pad_or_trim(audio, window_samples(dims.n_audio_ctx)), n_mels=dims.n_mels)
+
+
 def silence_value(normalised_peak: float) -> float:
     """The normalised log-mel of digital silence in a window whose loudest normalised value is
     `normalised_peak`: the floor, or the clamp below the peak if that is higher."""

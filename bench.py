@@ -143,7 +143,7 @@ def worker(args) -> dict:
         else:
             model = from_pretrained(args.model, device=device, dtype=dtype)
         if args.dtype == "int8":
-            from model import quantize_int8
+            from quantize import quantize_int8
 
             model = quantize_int8(model)
         t0 = time.perf_counter()
@@ -156,7 +156,7 @@ def worker(args) -> dict:
 
         torch.set_num_threads(threads)
         torch.manual_seed(args.seed)
-        if system.endswith("no-cudnn-attention"):  # see model.py's _DECODING_ATTENTION
+        if system.endswith("no-cudnn-attention"):  # see decoding.py's _DECODING_ATTENTION
             torch.backends.cuda.enable_cudnn_sdp(False)
         import whisper
 
@@ -232,7 +232,7 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
     """Each system `repeat` times, interleaved. Round r seeds every system's sampler with seed + r:
     which windows fall back, and so the time, depends on the draws; this way a run repeats, and its
     medians still cover `repeat` different draws."""
-    from eval import word_error_rate
+    from metrics import word_error_rate
 
     runs = {name: [] for name, _ in systems}
     for r in range(repeat):  # interleaved: a slow spell of the machine hits every system alike

@@ -29,8 +29,10 @@ Tokens: each utterance's ids are `sot [lang task] notimestamps text eot`. tokens
 targets drops the first, so position t predicts id t+1. Batches are padded to the longest sequence:
 inputs with eot (any valid id works, it is masked), targets with -100, which cross_entropy ignores.
 """
+import glob
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -232,3 +234,21 @@ def load_mel(data_dir: str, split: str, entry: dict, n_frames: int = 3000) -> to
     frames = _Shards(data_dir, split).frames(entry)[:n_frames]
     mel[:, : len(frames)] = torch.from_numpy(np.asarray(frames, dtype=np.float32).T)
     return mel
+
+
+def read_librispeech_dir(root: str) -> list:
+    """[(utterance id, audio path, transcript)] for every line of every *.trans.txt under root, sorted."""
+    items = []
+    for trans in sorted(glob.glob(os.path.join(root, "**", "*.trans.txt"), recursive=True)):
+        folder = os.path.dirname(trans)
+        with open(trans, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                utt, _, text = line.strip().partition(" ")
+                audio = next((p for p in (os.path.join(folder, utt + ext) for ext in (".flac", ".wav")) if os.path.exists(p)), None)
+                if audio is None:
+                    print(f"warning: {trans}:{n}: no audio for {utt}, skipped", file=sys.stderr)
+                    continue
+                items.append((utt, audio, text))
+    return items

@@ -5,7 +5,7 @@ Word error rate of a Whisper checkpoint on a LibriSpeech-layout directory.
     python eval.py --model tiny.en ../shared/data/LibriSpeech/test-clean --batch-size 8
 
 Reads every <speaker>-<chapter>.trans.txt under DIR and the .flac/.wav files they name, decodes
-greedily through model.decode (the one decode loop), and ends with the line
+greedily through decoding.decode (the one decode loop), and ends with the line
 `WER x.xx% on N utterances`. Hypotheses and references are both passed through Whisper's English
 text normaliser before jiwer counts errors, as in the Whisper paper.
 
@@ -14,79 +14,18 @@ models, shorter for models trained from scratch on short clips (train.py's `n_au
 log_mel_spectrogram(pad_or_trim(audio, window)), exactly the mel train.py's loader feeds, so a model
 is scored on the input it was trained on. Longer utterances are cut to the window and counted.
 
-train.py computes its WER with `word_error_rate` and `transcribe_mels` from here: one definition.
 """
 import argparse
-import glob
 import os
 import sys
 import time
-from functools import lru_cache
 
 import torch
 
-from audio import HOP_LENGTH, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim
-from model import decode
-
-
-@lru_cache(maxsize=None)
-def _normalizer():
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    return EnglishTextNormalizer()
-
-
-def word_error_rate(references: list, hypotheses: list) -> float:
-    """Corpus WER (total errors / total reference words) after Whisper's English normalisation.
-    Pairs whose reference normalises to nothing are dropped (jiwer can't score an empty reference)."""
-    import jiwer
-
-    normalize = _normalizer()
-    pairs = [(normalize(r), normalize(h)) for r, h in zip(references, hypotheses)]
-    pairs = [(r, h) for r, h in pairs if r.strip()]
-    if not pairs:
-        return float("nan")
-    return jiwer.wer([r for r, _ in pairs], [h for _, h in pairs])
-
-
-def window_samples(model) -> int:
-    """Samples of audio in one encoder window of this model (480000 = 30 s for official models)."""
-    return 2 * model.dims.n_audio_ctx * HOP_LENGTH
-
-
-def mel_for(model, audio) -> torch.Tensor:
-    """The model's input for one utterance, exactly as the training loader builds it."""
-    return log_mel_spectrogram(pad_or_trim(audio, window_samples(model)), n_mels=model.dims.n_mels)
-
-
-@torch.inference_mode()
-def transcribe_mels(model, mels, batch_size: int = 16, sample_len: int = None) -> list:
-    """Greedy transcripts of a list (or batch tensor) of windows, batch_size at a time."""
-    texts = []
-    for i in range(0, len(mels), batch_size):
-        batch = mels[i : i + batch_size]
-        batch = torch.stack(list(batch)) if not torch.is_tensor(batch) else batch
-        results = decode(model, batch.to(model.device, model.dtype), sample_len=sample_len)
-        texts += [r.text for r in results]
-    return texts
-
-
-def read_librispeech_dir(root: str) -> list:
-    """[(utterance id, audio path, transcript)] for every line of every *.trans.txt under root, sorted."""
-    items = []
-    for trans in sorted(glob.glob(os.path.join(root, "**", "*.trans.txt"), recursive=True)):
-        folder = os.path.dirname(trans)
-        with open(trans, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                utt, _, text = line.strip().partition(" ")
-                audio = next((p for p in (os.path.join(folder, utt + ext) for ext in (".flac", ".wav")) if os.path.exists(p)), None)
-                if audio is None:
-                    print(f"warning: {trans}:{n}: no audio for {utt}, skipped", file=sys.stderr)
-                    continue
-                items.append((utt, audio, text))
-    return items
+from audio import SAMPLE_RATE, AudioError, load_audio, window_mel, window_samples
+from data import read_librispeech_dir
+from decoding import transcribe_windows
+from metrics import word_error_rate
 
 
 def main(argv=None) -> int:
@@ -122,7 +61,7 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     references, hypotheses, n_cut, failed, seconds = [], [], 0, 0, 0.0
-    window = window_samples(model)
+    window = window_samples(model.dims.n_audio_ctx)
     for start in range(0, len(items), args.batch_size):
         mels, refs = [], []
         for utt, path, text in items[start : start + args.batch_size]:
@@ -134,10 +73,10 @@ def main(argv=None) -> int:
                 continue
             n_cut += len(audio) > window
             seconds += len(audio) / SAMPLE_RATE
-            mels.append(mel_for(model, audio))
+            mels.append(window_mel(audio, model.dims))
             refs.append(text)
         if mels:
-            hypotheses += transcribe_mels(model, mels, args.batch_size, args.sample_len)
+            hypotheses += transcribe_windows(model, mels, args.batch_size, args.sample_len)
             references += refs
         print(f"\r{len(references)}/{len(items)} utterances", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

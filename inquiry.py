@@ -33,7 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from audio import (  # noqa: E402
     FRAMES_PER_SECOND, SAMPLE_RATE, TOKENS_PER_SECOND, load_audio, log_mel_spectrogram, pad_or_trim, plot_utterance,
 )
-from model import ModelDimensions, Whisper, decode  # noqa: E402
+from decoding import decode  # noqa: E402
+from model import ModelDimensions, Whisper  # noqa: E402
 from timing import align, attention_scores, record_inputs  # noqa: E402
 from tokenizer import get_tokenizer  # noqa: E402
 

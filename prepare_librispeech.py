@@ -43,7 +43,6 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 import time
 from multiprocessing import get_context

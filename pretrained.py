@@ -12,13 +12,10 @@ Every .pt is read with torch.load(weights_only=True): a checkpoint can't run cod
 import base64
 import contextlib
 import gzip
-import hashlib
 import json
 import os
 import re
 import struct
-import sys
-import urllib.request
 from dataclasses import asdict, fields
 
 import numpy as np

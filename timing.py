@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from audio import FRAMES_PER_SECOND, TOKENS_PER_SECOND, pad_or_trim
+from audio import FRAMES_PER_SECOND, TOKENS_PER_SECOND, pad_or_trim, window_frames
 
 PREPEND_PUNCTUATION = "\"'“¿([{-"  # glued to the word that follows
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"  # glued to the word before
@@ -241,7 +241,7 @@ def align(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = N
     n_audio_state), when the caller has already run the encoder (then give num_frames).
     Tokens >= <|endoftext|> (timestamps) are ignored.
     """
-    window = 2 * model.dims.n_audio_ctx
+    window = window_frames(model.dims.n_audio_ctx)
     encoded = mel.shape[-1] == model.dims.n_audio_state and mel.shape[-2] != model.dims.n_mels
     frames = window if encoded else mel.shape[-1]
     if frames > window:

@@ -126,7 +126,8 @@ except ConfigError as e:
 globals().update(config)
 
 from data import ShardLoader, iterate_batches, read_meta  # noqa: E402
-from eval import transcribe_mels, word_error_rate  # noqa: E402
+from decoding import transcribe_windows  # noqa: E402
+from metrics import word_error_rate  # noqa: E402
 from model import ModelDimensions, Whisper  # noqa: E402
 from pretrained import CheckpointError, from_pretrained, load_checkpoint, official_names, save_checkpoint  # noqa: E402
 from tokenizer import tokenizer_for  # noqa: E402
@@ -383,7 +384,7 @@ def evaluate() -> dict:
     if wer_mels:
         mine = list(range(rank, len(wer_mels), world_size))
         with autocast:
-            texts = transcribe_mels(raw_model, [wer_mels[i] for i in mine], batch_size, eval_sample_len)
+            texts = transcribe_windows(raw_model, [wer_mels[i] for i in mine], batch_size, eval_sample_len)
         hyps = [None] * len(wer_mels)
         gathered = [None] * world_size
         if ddp:

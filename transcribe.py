@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioError, LongFormMel, load_audio,
-                   pad_or_trim)
-from model import decode
+                   pad_or_trim, window_frames, window_mel)
+from decoding import decode, detect_language, encode
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: CPU only
@@ -44,7 +44,7 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
     says they are silence. Beam search at temperature 0, best-of-n sampling above."""
     results = [None] * len(mels)
     todo = list(range(len(mels)))
-    audio_features = model.embed_audio(mels.to(model.device, model.dtype))  # once, whatever the retries
+    audio_features = encode(model, mels)  # once, whatever the retries
     for t in temperatures:
         if t > 0:  # sampling: best_of candidates, no beams
             search = dict(temperature=t, best_of=best_of if best_of and best_of > 1 else None)
@@ -113,7 +113,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
 
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (None decodes sequentially), got {batch_size}")
-    if 2 * model.dims.n_audio_ctx < N_FRAMES:
+    if window_frames(model.dims.n_audio_ctx) < N_FRAMES:
         return transcribe_short_windows(model, audio, beam_size=beam_size, batch_size=batch_size, language=language,
                                         task=task)
     mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
@@ -221,18 +221,17 @@ def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, languag
     they see windows of 2 * n_audio_ctx frames and were trained without timestamps, so the audio is
     cut at pauses into windows of that length, each padded exactly as in training
     (log_mel_spectrogram(pad_or_trim(window))) and decoded on its own, one segment per window."""
-    from eval import mel_for  # the trainer's loader pads exactly like this
 
     audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
     language = check_language(model, language, task) or "en"
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
-    window_frames = 2 * model.dims.n_audio_ctx
-    cuts = [(s, e) for s, e in silence_cuts(audio, len(audio) // HOP_LENGTH, window_frames)
+    n_window = window_frames(model.dims.n_audio_ctx)
+    cuts = [(s, e) for s, e in silence_cuts(audio, len(audio) // HOP_LENGTH, n_window)
             if not is_digital_silence(audio, s, e - s)]
     segments = []
     for first in range(0, len(cuts), batch_size or 1):
         group = cuts[first : first + (batch_size or 1)]
-        mels = torch.stack([mel_for(model, audio[s * HOP_LENGTH : e * HOP_LENGTH]) for s, e in group])
+        mels = torch.stack([window_mel(audio[s * HOP_LENGTH : e * HOP_LENGTH], model.dims) for s, e in group])
         results = decode(model, mels.to(model.device, model.dtype), tokenizer,
                          beam_size=beam_size if beam_size and beam_size > 1 else None)
         for (start, end), r in zip(group, results):
@@ -306,11 +305,10 @@ def resolve_language(model, mel: LongFormMel, language, task):
     code = check_language(model, language, task)
     if code is not None:
         return code, None
-    from model import detect_language
 
     first = pad_or_trim(mel.frames(0, min(N_FRAMES, max(mel.n_content, 1))), N_FRAMES).to(model.dtype)
     tokenizer = get_tokenizer(True, model.num_languages)
-    code, probs = detect_language(model, model.embed_audio(first[None]), tokenizer)[0]
+    code, probs = detect_language(model, encode(model, first[None]), tokenizer)[0]
     return code, probs[code]
 
 
@@ -462,7 +460,7 @@ def main(argv=None) -> int:
             raise ValueError("--dtype int8 runs on the CPU only; on a GPU use fp16 or bf16")
         model = from_pretrained(args.model, device=device, dtype=dtype)
         if args.dtype == "int8":
-            from model import quantize_int8
+            from quantize import quantize_int8
 
             model = quantize_int8(model)
         print(f"loaded {args.model} on {device} in {time.time() - t0:.1f}s", file=sys.stderr)

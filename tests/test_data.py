@@ -1,6 +1,5 @@
 """Data: prepare_librispeech.py shards, data.py loader, prepare_synthetic.py corpus. No network."""
 import json
-import os
 import random
 import signal
 import subprocess

@@ -1,10 +1,11 @@
-"""Our model and decode loop against openai-whisper on the same tiny.en weights."""
+"""Our network and decode loop against openai-whisper on the same tiny.en weights."""
 import pytest
 import torch
 
 from audio import load_audio
 from conftest import mel_window, real_clips
-from model import ModelDimensions, Whisper, decode
+from decoding import decode
+from model import ModelDimensions, Whisper
 
 whisper = pytest.importorskip("whisper")
 
@@ -82,12 +83,13 @@ def test_prompt_and_prefix_equal_the_reference(ours, reference, spoken):
         assert result.no_speech_prob == pytest.approx(expected.no_speech_prob, abs=1e-4)
 
 
-def test_logits_at_some_positions_equal_those_of_all(ours, spoken):
+def test_logits_of_some_positions_equal_those_of_all(ours, spoken):
+    """decode projects only the positions it reads onto the vocabulary."""
     tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831]])
     with torch.no_grad():
         features = ours.embed_audio(mel_window(spoken[0])[None])
         every = ours.decoder(tokens, features)
-        some = ours.decoder(tokens, features, logits_at=[1, 5])
+        some = ours.decoder.logits(ours.decoder.hidden(tokens, features)[:, [1, 5]])
     assert some.shape == (1, 2, every.shape[-1])
     assert (some - every[:, [1, 5]]).abs().max() <= 1e-4
 
@@ -124,80 +126,10 @@ def test_decode_rejects_conflicting_options(ours, spoken):
         decode(ours, mel, best_of=3)
 
 
-def test_int8_decodes_real_speech_like_fp32(ours, tiny_en_checkpoint):
-    """model.quantize_int8 (transcribe.py --dtype int8): greedy text within a few % WER of fp32."""
-    from eval import word_error_rate
-    from model import quantize_int8
-    from pretrained import load_checkpoint
-
-    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())  # in place: not the shared `ours`
-    mels = torch.stack([mel_window(load_audio(path)) for path in real_clips()])
-    fp32_texts = [r.text for r in decode(ours, mels)]
-    int8_texts = [r.text for r in decode(int8, mels)]
-    assert word_error_rate(fp32_texts, int8_texts) <= 0.05
-    assert not any(type(m) is torch.nn.Linear for m in int8.modules())  # every Linear is int8, the logits too
-
-
-def test_int8_features_of_a_window_do_not_depend_on_its_batch(tiny_en_checkpoint, spoken):
-    """int8 quantises each call's activations with one scale: encoded as a batch, a window's
-    features would change with the other windows in it (by up to 1.2 on tiny.en)."""
-    from model import quantize_int8
-    from pretrained import load_checkpoint
-
-    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
-    mels = torch.stack([mel_window(a) for a in spoken[:2]] + [torch.zeros_like(mel_window(spoken[0]))])
-    with torch.no_grad():
-        batch = int8.embed_audio(mels)
-        alone = torch.cat([int8.embed_audio(mel[None]) for mel in mels])
-    assert torch.equal(batch, alone)
-
-
-def test_int8_encoder_in_bf16_math_is_no_farther_from_fp32(ours, tiny_en_checkpoint, spoken):
-    """quantize_int8 runs the encoder's fp32 matmuls in oneDNN's bf16 math mode: its features stay
-    as close to fp32's as with strict fp32 math (int8's own rounding is the larger error), and the
-    setting is back to what it was after the call."""
-    from model import quantize_int8
-    from pretrained import load_checkpoint
-
-    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
-    mkldnn = torch.backends.mkldnn
-    before = getattr(getattr(mkldnn, "matmul", None), "fp32_precision", None)
-    mels = torch.stack([mel_window(a) for a in spoken[:2]])
-    with torch.no_grad():
-        fp32 = ours.embed_audio(mels)
-        fast = int8.embed_audio(mels)
-        assert getattr(getattr(mkldnn, "matmul", None), "fp32_precision", None) == before
-        int8.encoder_bf16_math = False
-        strict = int8.embed_audio(mels)
-    error_fast, error_strict = (fast - fp32).abs().mean(), (strict - fp32).abs().mean()
-    assert error_fast <= 1.1 * error_strict, (error_fast, error_strict)
-
-
-def test_int8_packed_qkv_gives_the_logits_of_three_projections(tiny_en_checkpoint, spoken):
-    """quantize_int8 packs each self-attention's query, key and value into one Int8Linear; the input
-    is quantised once either way, so the logits are the same to the bit."""
-    from model import Int8Linear, quantize_int8
-    from pretrained import load_checkpoint
-
-    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
-    fp32 = load_checkpoint(str(tiny_en_checkpoint))
-    tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831]])
-    with torch.no_grad():
-        features = int8.embed_audio(mel_window(spoken[0])[None])
-        packed = int8.decoder(tokens, features)
-        for block, weights in zip(int8.decoder.blocks, fp32.decoder.blocks):  # back to three projections
-            assert block.attn.qkv is not None
-            block.attn.qkv = None
-            for name in ("query", "key", "value"):
-                linear = getattr(weights.attn, name)
-                setattr(block.attn, name, Int8Linear(linear.weight, linear.bias))
-        assert torch.equal(int8.decoder(tokens, features), packed)
-
-
 def test_sampling_follows_the_softmax_at_the_temperature():
     """Sampled decoding draws each token with probability softmax(logits / T): the frequencies of
     20,000 draws from a known distribution, with suppressed (-inf) tokens never drawn."""
-    from model import _sample_step
+    from decoding import _sample_step
 
     torch.manual_seed(0)
     logits = torch.full((20000, 1000), float("-inf"))  # a small vocabulary: 20,000 rows of 51864 need 12 GB
@@ -211,24 +143,6 @@ def test_sampling_follows_the_softmax_at_the_temperature():
         assert counts.sum() == 20000  # nothing else was drawn
         observed = counts / 20000
         assert (observed - expected).abs().max() < 0.015  # 3 standard errors at p = 0.5 is 0.011
-
-
-def test_int8_linear_equals_torch_dynamic_quantisation():
-    """Int8Linear packs each weight once; its outputs equal quantize_dynamic's per-channel int8 Linear."""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    from model import Int8Linear
-
-    torch.manual_seed(0)
-    for n_in, n_out, bias in ((384, 384, True), (384, 1536, True), (64, 5000, False)):
-        linear = torch.nn.Linear(n_in, n_out, bias=bias)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reference = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig})[0]
-        x = torch.randn(2, 9, n_in)
-        assert torch.equal(Int8Linear(linear.weight, linear.bias)(x), reference(x))
 
 
 def test_decode_keeps_cudnn_attention_off_and_restores_it(ours, spoken, monkeypatch):

@@ -145,7 +145,7 @@ def test_finetune_tiny_en_smoke(corpus, tmp_path, tiny_en_checkpoint):
 
     whisper = pytest.importorskip("whisper")
     from audio import load_audio, log_mel_spectrogram, pad_or_trim
-    from model import decode
+    from decoding import decode
     from pretrained import from_pretrained
 
     reference = whisper.load_model(str(out / "ckpt.pt"), device="cpu")

@@ -174,7 +174,7 @@ def test_batched_mode_requeues_what_a_window_left_unless_it_is_digital_silence(o
     text stops at stop_s; the rest of that window is decoded again as a window of its own only if
     it holds more than digital silence (each window costs a full encoder pass)."""
     import transcribe as T
-    from model import DecodeResult
+    from decoding import DecodeResult
     from tokenizer import get_tokenizer
 
     rng = np.random.default_rng(0)
@@ -202,7 +202,7 @@ def test_batched_segments_end_where_their_window_ends(ours, monkeypatch):
     """A timestamp past a window's cut (the model hears zeros there) once gave a segment that ended
     after the next window's first segment began: overlapping subtitles."""
     import transcribe as T
-    from model import DecodeResult
+    from decoding import DecodeResult
     from tokenizer import get_tokenizer
 
     rng = np.random.default_rng(0)
@@ -293,14 +293,14 @@ def test_language_detection_equals_the_reference(tmp_path, spoken):
     import whisper
 
     from conftest import mel_window
-    from model import detect_language
+    from decoding import detect_language, encode
     from tokenizer import get_tokenizer
 
     model = random_multilingual(tmp_path / "multi.pt")
     reference = whisper.load_model(str(tmp_path / "multi.pt"), device="cpu")
     mel = mel_window(spoken[0])
     with torch.no_grad():
-        ours_code, ours_probs = detect_language(model, model.embed_audio(mel[None]), get_tokenizer(True))[0]
+        ours_code, ours_probs = detect_language(model, encode(model, mel[None]), get_tokenizer(True))[0]
     _, ref_probs = reference.detect_language(mel)
     assert ours_code == max(ref_probs, key=ref_probs.get)
     assert ours_probs[ours_code] == pytest.approx(ref_probs[ours_code], abs=1e-3)

@@ -123,8 +123,8 @@ def bundled_tiny_en():
 @contextlib.contextmanager
 def _without_random_init():
     """Modules built in here keep uninitialised weights: a checkpoint loaded with strict=True then
-    overwrites every one. The random init of tiny took 0.13 s, a third of loading it; the meta
-    device, the other way to skip it, costs ~1 s of imports on its first use."""
+    overwrites every one. The random init is a large part of loading a small model; the meta
+    device, the other way to skip it, pulls in slow imports on its first use."""
     layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Embedding)
     saved = [layer.reset_parameters for layer in layers]
     for layer in layers:

@@ -84,7 +84,7 @@ def ranks_from_tokenizer_json(path: str, n_ranks: int = 50256) -> dict:
     with open(path, encoding="utf-8") as f:
         vocab = json.load(f)["model"]["vocab"]
     # each printable stand-in back to the character whose code point is its byte: latin-1 then writes
-    # that byte (one str.translate per piece: 2x faster than a bytes() of a generator)
+    # that byte (one str.translate per piece, not a bytes() of a generator: this runs at every start-up)
     to_byte = {ord(ch): b for b, ch in _byte_to_unicode().items()}
     return {piece.translate(to_byte).encode("latin-1"): i for piece, i in vocab.items() if i < n_ranks}
 
@@ -226,7 +226,7 @@ class Tokenizer:
         symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
         notes = set("♩♪♫♬♭♮♯")  # 3-byte UTF-8 sharing two leading bytes: suppress the first token
         # self.encode, not encoding.encode: that one first compiles a regex of all 1,600 special
-        # tokens to refuse them in the text (53 ms, on every transcription)
+        # tokens to refuse them in the text, a cost paid on every transcription
         result = {self.encode(" -")[0], self.encode(" '")[0]}
         for symbol in symbols + sorted(notes):
             for ids in (self.encode(symbol), self.encode(" " + symbol)):

@@ -7,6 +7,7 @@ from functools import partial
 import pytest
 import torch
 
+import files
 import pretrained
 from pretrained import CheckpointError, from_pretrained, load_checkpoint, load_ctranslate2, save_checkpoint
 
@@ -97,17 +98,26 @@ def test_download_with_a_wrong_sha256_is_refused_and_leaves_nothing(server, tmp_
     root, url = server
     (root / "model.pt").write_bytes(b"x" * 100_000)
     dest = tmp_path / "cache" / "model.pt"
-    with pytest.raises(CheckpointError, match="SHA256") as err:
-        pretrained.download(f"{url}/model.pt", str(dest), sha256="0" * 64)
+    with pytest.raises(files.DownloadError, match="SHA256") as err:
+        files.download(f"{url}/model.pt", str(dest), sha256="0" * 64)
     assert f"{url}/model.pt" in str(err.value)
     assert not dest.exists() and list(dest.parent.iterdir()) == []
 
 
 def test_download_of_a_missing_url_is_a_clear_error(server, tmp_path):
     _, url = server
-    with pytest.raises(CheckpointError, match="download failed"):
-        pretrained.download(f"{url}/nope.pt", str(tmp_path / "nope.pt"), sha256="0" * 64)
+    with pytest.raises(files.DownloadError, match="download failed"):
+        files.download(f"{url}/nope.pt", str(tmp_path / "nope.pt"), sha256="0" * 64)
     assert not (tmp_path / "nope.pt").exists()
+
+
+def test_from_pretrained_reports_a_failed_download_as_a_checkpoint_error(server, tmp_path, monkeypatch):
+    _, url = server  # serves nothing: the download of the official name fails
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(pretrained, "_URL", url + "/{sha256}/{file}")
+    with pytest.raises(CheckpointError, match="download failed") as err:
+        from_pretrained("tiny")
+    assert f"{url}/" in str(err.value)
 
 
 @pytest.mark.parametrize("content,problem", [(b"garbage" * 100, "not a readable PyTorch checkpoint"),

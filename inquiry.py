@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from audio import (  # noqa: E402
     FRAMES_PER_SECOND, SAMPLE_RATE, TOKENS_PER_SECOND, load_audio, log_mel_spectrogram, pad_or_trim, plot_utterance,
+    window_frames, window_samples,
 )
 from decoding import decode  # noqa: E402
 from model import ModelDimensions, Whisper  # noqa: E402
@@ -400,17 +401,16 @@ def run(model: Whisper, audio: np.ndarray, out_dir: str, model_name: str = "mode
         seconds_spent[stage] = round(time.time() - clock[0], 2)
         clock[0] = time.time()
 
-    window = 2 * dims.n_audio_ctx  # mel frames in one encoder window: 3000 (30 s) for official models
-    window_samples = window * SAMPLE_RATE // FRAMES_PER_SECOND
-    if len(audio) > window_samples:
+    window, n_window_samples = window_frames(dims.n_audio_ctx), window_samples(dims.n_audio_ctx)
+    if len(audio) > n_window_samples:
         audio_note += (f" The audio is {len(audio) / SAMPLE_RATE:.2f} s long; only its first "
                        f"{window / FRAMES_PER_SECOND:.0f} s (one window of this model) are used.")
-        audio = audio[:window_samples]
+        audio = audio[:n_window_samples]
     seconds = len(audio) / SAMPLE_RATE
     n_frames = len(audio) * FRAMES_PER_SECOND // SAMPLE_RATE
     # as transcribe.py does: the mel of the audio followed by zeros, cut to the frames with audio,
     # then zero-padded to the window
-    mel = log_mel_spectrogram(audio, dims.n_mels, padding=window_samples)[:, :n_frames]
+    mel = log_mel_spectrogram(audio, dims.n_mels, padding=n_window_samples)[:, :n_frames]
     window_mel = pad_or_trim(mel, window)
     figures["utterance"] = plot_utterance(audio, png("utterance"), f"{audio_name}: {seconds:.2f} s", dims.n_mels,
                                           window_seconds=window / FRAMES_PER_SECOND)

@@ -65,7 +65,7 @@ def known_clips():
                     clips.append((load_audio(path), text))
     if clips:
         return clips, f"{len(clips)} clips from ../shared/data"
-    from prepare_synthetic import ESpeak
+    from tts import ESpeak
 
     import soxr
 

@@ -380,7 +380,7 @@ def synthetic_speech(text: str = SYNTHETIC_SENTENCE) -> np.ndarray:
     """espeak-ng speech at 16 kHz, for when no recording is at hand."""
     import soxr
 
-    from prepare_synthetic import ESpeak
+    from tts import ESpeak
 
     engine = ESpeak()
     audio = engine.synth(text, "en-us").astype(np.float32) / 32768.0

@@ -6,8 +6,8 @@ An offline speech corpus with known transcripts, synthesised by espeak-ng, in Li
 
 Writes <out>/{train,dev,test}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (16 kHz, 16-bit) plus
 <speaker>-<chapter>.trans.txt with UPPERCASE transcripts, exactly like LibriSpeech, so the real prepare
-script shards it with no special case. espeak-ng comes from PyPI `espeakng-loader` and is driven
-through ctypes (no system package, no network).
+script shards it with no special case. The speech is espeak-ng's, through tts.py (offline, no system
+package).
 
 Choices, made for the training goal (a small model trained for 15 min on 2 CPU cores should get
 under 25% WER on `test`):
@@ -26,11 +26,10 @@ under 25% WER on `test`):
   `test` subset also has one voice (variant f5, `HELD_OUT_VOICE`) that is never used in train or
   dev; it reads ~20% of test.
 - Deterministic for a seed: every utterance draws from its own RNG seeded by (seed, split, index)
-  and is synthesised from espeak's freshly initialised state (see ESpeak.synth), so the output is
+  and is synthesised from espeak's freshly initialised state (see tts.ESpeak.synth), so the output is
   byte-identical whatever the number of workers.
 """
 import argparse
-import ctypes
 import hashlib
 import io
 import json
@@ -44,7 +43,8 @@ from multiprocessing import Pool
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from tts import SAMPLE_RATE, speak
+
 SPLITS = ("train", "dev", "test")
 ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
 VARIANTS = (  # espeak-ng voice variants that sound like a person (no robots, croaks or whispers)
@@ -263,87 +263,10 @@ def make_speakers(seed: int) -> list:
     return speakers + [held_out]
 
 
-class ESpeak:
-    """espeak-ng through ctypes, synchronous mode: espeak_Synth returns once all audio is in `chunks`."""
-
-    def __init__(self):
-        import espeakng_loader
-
-        self.lib = lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.sample_rate = lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)  # 2: synchronous
-        if self.sample_rate <= 0:
-            raise RuntimeError(f"espeak-ng failed to initialise from {espeakng_loader.get_data_path()}")
-        self.chunks = []
-        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-        self._callback = callback_type(self._on_audio)  # keep a reference: C holds only a raw pointer
-        lib.espeak_SetSynthCallback(self._callback)
-
-    def _on_audio(self, wav, n, events):
-        if n > 0:
-            self.chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
-        return 0  # 0: keep going
-
-    def synth(self, text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50,
-              seed: int = 0) -> np.ndarray:
-        """int16 audio at self.sample_rate (22050 Hz), synthesised in a forked child process.
-
-        espeak-ng keeps hidden state between calls (a pitch-flutter phase, automatic gain, an echo
-        buffer: C statics no API resets), so the same call gives slightly different audio depending on
-        what the process said before. A child forked from the freshly initialised engine always starts
-        from the same state: the audio is a function of the arguments alone, whatever the number of
-        workers. The fork costs ~10 ms, a price worth paying for reproducible data.
-        """
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: synthesise, send the samples up the pipe, exit without Python cleanup
-            code = 1
-            try:
-                os.close(read_fd)
-                # the callback is global to the C library: another ESpeak in this process may have
-                # replaced it since this one was made, and then our chunks would stay empty
-                self.lib.espeak_SetSynthCallback(self._callback)
-                code = 2 if self.lib.espeak_SetVoiceByName(voice.encode()) != 0 else 1
-                if code == 1:
-                    self.lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))  # breath noise; seeded from the clock otherwise
-                    for param, value in ((1, rate), (3, pitch), (4, pitch_range)):  # RATE, PITCH, RANGE
-                        self.lib.espeak_SetParameter(param, value, 0)
-                    data = text.encode()
-                    if self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, 1, None, None) == 0:  # 1: UTF-8
-                        with os.fdopen(write_fd, "wb") as f:
-                            f.write(b"".join(chunk.tobytes() for chunk in self.chunks))
-                        code = 0
-            finally:
-                os._exit(code)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as f:
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == 2:
-            raise ValueError(f"espeak-ng has no voice {voice!r}")
-        if status != 0:
-            raise RuntimeError(f"espeak-ng could not synthesise {text!r} with voice {voice!r}")
-        if not data:
-            raise RuntimeError(f"espeak-ng produced no audio for {text!r} with voice {voice!r}")
-        return np.frombuffer(data, np.int16)
-
-
-_espeak = None
-
-
 def synthesize(text: str, speaker: dict, r: random.Random) -> np.ndarray:
     """One utterance at 16 kHz: speaker's voice with per-utterance jitter, silence, gain and noise."""
-    global _espeak
-    import soxr
-
-    if _espeak is None:
-        _espeak = ESpeak()
     rate, pitch = speaker["rate"] + r.randint(-12, 12), min(99, max(0, speaker["pitch"] + r.randint(-6, 6)))
-    audio = _espeak.synth(text, speaker["voice"], rate, pitch, speaker["range"], seed=r.getrandbits(31))
-    audio = soxr.resample(audio.astype(np.float32) / 32768.0, _espeak.sample_rate, SAMPLE_RATE)
+    audio = speak(text, speaker["voice"], rate, pitch, speaker["range"], seed=r.getrandbits(31))
     noise_rng = np.random.default_rng(r.getrandbits(64))
     lead, tail = (np.zeros(int(SAMPLE_RATE * r.uniform(0.05, 0.4)), np.float32) for _ in range(2))
     audio = np.concatenate([lead, audio, tail])

@@ -62,7 +62,7 @@ def reference(tiny_en_checkpoint):
 def tts():
     """text -> 16 kHz float32 speech from espeak-ng: real-sounding test speech with no download."""
     import soxr
-    from prepare_synthetic import ESpeak
+    from tts import ESpeak
 
     engine = ESpeak()
 

@@ -128,7 +128,7 @@ globals().update(config)
 from data import ShardLoader, iterate_batches, read_meta  # noqa: E402
 from decoding import transcribe_windows  # noqa: E402
 from metrics import word_error_rate  # noqa: E402
-from model import ModelDimensions, Whisper  # noqa: E402
+from model import ModelDimensions, Whisper, flops_per_utterance  # noqa: E402
 from pretrained import CheckpointError, from_pretrained, load_checkpoint, official_names, save_checkpoint  # noqa: E402
 from tokenizer import tokenizer_for  # noqa: E402
 
@@ -236,8 +236,9 @@ class Trainee(torch.nn.Module):
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor):
         audio = self.whisper.encoder(mel)
-        # on a CPU, bf16 logits under autocast (see the loss); on GPUs fp32, as before (not measured there)
-        logits = self.whisper.decoder(tokens, audio, float_logits=device_type != "cpu")
+        logits = self.whisper.decoder(tokens, audio)
+        if device_type != "cpu":  # the CPU's loss reads bf16 logits (see the loss); elsewhere the loss is fp32
+            logits = logits.float()
         return logits, self.ctc_head(audio) if self.ctc_head is not None else None
 
 
@@ -342,17 +343,6 @@ def pad_text(tokens_in: torch.Tensor, targets: torch.Tensor) -> tuple:
     return F.pad(tokens_in, (0, extra), value=tokenizer.eot), F.pad(targets, (0, extra), value=-100)
 
 
-def train_flops(n_audio: int, n_text: int) -> float:
-    """FLOPs of forward + backward (3x forward) for one utterance: matmuls only, as in PaLM's MFU."""
-    da, dt, La, Lt = dims.n_audio_state, dims.n_text_state, dims.n_audio_layer, dims.n_text_layer
-    macs = 2 * n_audio * dims.n_mels * 3 * da + n_audio * 3 * da * da  # conv1 (2x frames), conv2
-    macs += n_audio * La * (12 * da * da + 2 * n_audio * da)  # encoder: projections + MLP, attention
-    macs += n_audio * Lt * 2 * da * dt  # cross-attention keys and values of the audio
-    macs += n_text * Lt * (14 * dt * dt + 2 * n_text * dt + 2 * n_audio * dt)  # decoder blocks
-    macs += n_text * dims.n_vocab * dt  # logits
-    return 6.0 * macs
-
-
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 per device
 peak_flops = None
 if device_type == "cuda":
@@ -377,7 +367,7 @@ def evaluate() -> dict:
         mel, tokens_in, targets, _ = val_batches[i]
         with autocast:
             logits = raw_model(mel.to(device), tokens_in.to(device))
-        loss_sum += F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="sum").item()
+        loss_sum += F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), reduction="sum").item()
         n_tokens += int((targets != -100).sum())
     loss_sum, n_tokens = all_reduce_sum([loss_sum, n_tokens])
     result = {"val_loss": loss_sum / n_tokens}
@@ -565,7 +555,7 @@ while True:
                 ctc_sum_window += ctc_sum.detach() / n_chars_global
             loss.backward()
         loss_sum_window += loss_sum.detach() / n_tokens_global
-        window["flops"] += mel.shape[0] * train_flops(mel.shape[-1] // 2, n_text)
+        window["flops"] += mel.shape[0] * flops_per_utterance(dims, mel.shape[-1] // 2, n_text)
     window["tokens"] += n_tokens
     window["steps"] += 1
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None

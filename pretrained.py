@@ -63,6 +63,28 @@ class CheckpointError(ValueError):
     """A checkpoint we can't use; the message names the file and the problem."""
 
 
+def check_device(device) -> str:
+    """`device` if this machine can run a model there; otherwise a one-line ValueError saying why.
+    Scripts call it before any work: torch's own errors come late, mid-load, and as tracebacks."""
+    name = str(device)
+    try:
+        kind, index = torch.device(name).type, torch.device(name).index
+    except RuntimeError:
+        raise ValueError(f"device {name!r}: not a device name; use cpu, cuda or cuda:N") from None
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {name!r}: {why}; use --device cpu")
+        if index is not None and index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    elif kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r}: Apple's MPS is not available here; use --device cpu")
+    elif kind != "cpu":
+        raise ValueError(f"device {name!r}: not supported; use cpu, cuda or cuda:N")
+    return name
+
+
 def official_names():
     return list(MODELS) + list(ALIASES)
 
@@ -84,6 +106,7 @@ def cache_dir() -> str:
 def from_pretrained(name_or_path, device="cpu", dtype=torch.float32) -> Whisper:
     """A Whisper with weights, in eval mode, on `device` in `dtype`. See the module docstring."""
     name_or_path = os.fspath(name_or_path)
+    check_device(device)
     name = ALIASES.get(name_or_path, name_or_path)
     if os.path.isdir(name_or_path):
         model = load_ctranslate2(name_or_path)
@@ -122,9 +145,9 @@ def bundled_tiny_en():
 
 @contextlib.contextmanager
 def _without_random_init():
-    """Modules built in here keep uninitialised weights: a checkpoint loaded with strict=True then
-    overwrites every one. The random init is a large part of loading a small model; the meta
-    device, the other way to skip it, pulls in slow imports on its first use."""
+    """Modules built in here keep uninitialised weights: a checkpoint, which _build checks names
+    every one, then overwrites them all. The random init is a large part of loading a small model;
+    the meta device, the other way to skip it, pulls in slow imports on its first use."""
     layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Embedding)
     saved = [layer.reset_parameters for layer in layers]
     for layer in layers:
@@ -141,28 +164,68 @@ def _build(dims: ModelDimensions, state_dict: dict, source: str) -> Whisper:
     with _without_random_init():
         model = Whisper(dims)
     try:
-        model.load_state_dict(state_dict, strict=True, assign=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{source}: weights don't fit the model ({str(e).splitlines()[0]})") from None
+        missing, unexpected = model.load_state_dict(state_dict, strict=False, assign=True)
+    except RuntimeError as e:  # a weight of another shape; torch's first line only names the class
+        lines = [line.strip() for line in str(e).splitlines()[1:] if line.strip()] or [str(e)]
+        raise CheckpointError(f"{source}: weights don't fit the model ({lines[0]})") from None
+    if missing or unexpected:
+        found = [f"{len(keys)} {what} (e.g. {keys[0]})"
+                 for keys, what in ((missing, "missing"), (unexpected, "unexpected")) if keys]
+        raise CheckpointError(f"{source}: weights don't fit the model ({', '.join(found)})")
     return model
 
 
 def load_checkpoint(path: str) -> Whisper:
     """An openai-format .pt ({"dims", "model_state_dict"}), which our training checkpoints are too."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    checkpoint = _torch_load(path)
     if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "model_state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a Whisper checkpoint (expected keys 'dims' and 'model_state_dict')")
     known = {f.name for f in fields(ModelDimensions)}
-    dims = ModelDimensions(**{k: v for k, v in checkpoint["dims"].items() if k in known})
+    if not isinstance(checkpoint["dims"], dict) or not isinstance(checkpoint["model_state_dict"], dict):
+        raise CheckpointError(f"{path}: not a Whisper checkpoint ('dims' and 'model_state_dict' must be dicts)")
+    try:
+        dims = ModelDimensions(**{k: v for k, v in checkpoint["dims"].items() if k in known})
+    except TypeError as e:  # a dimension missing
+        raise CheckpointError(f"{path}: not a Whisper checkpoint ({e})") from None
     # a model saved from inside torch.compile or DDP carries a prefix on every key
     state_dict = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in checkpoint["model_state_dict"].items()}
     model = _build(dims, state_dict, path)
     if heads := checkpoint.get("alignment_heads"):
         model.alignment_heads = [tuple(h) for h in heads]
     return model
+
+
+def _torch_load(path: str):
+    """torch.load(weights_only=True) whose failures are one line that says what the file is."""
+    import pickle
+    import warnings
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        if magic not in (b"PK", b"\x80\x02"):  # torch.save's zip archive; the legacy format's pickle
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip nor its legacy "
+                                  "format)")
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a user
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            # torch's message goes on to suggest turning the safe mode off, i.e. running the file's
+            # code: keep only the line that says what was found
+            found = [line for line in str(e).splitlines()[1:]
+                     if line.strip() and "weights_only" not in line and not line.startswith(("Please", "Check"))]
+            detail = f" ({found[0].strip()})" if found else ""
+            raise CheckpointError(f"{path}: refused: it holds more than tensors and plain data{detail}, and a file "
+                                  "like that can run code when loaded") from None
+        raise CheckpointError(f"{path}: damaged PyTorch checkpoint ({str(e).splitlines()[0]})") from None
+    except CheckpointError:
+        raise
+    except Exception as e:  # torch.load's failures on a bad file range from KeyError to RuntimeError
+        detail = re.sub(r"^\[enforce fail at [^]]*\][ .]*", "", (str(e).splitlines() or [""])[0]).split(". ")[0]
+        raise CheckpointError(f"{path}: damaged or truncated PyTorch checkpoint ({detail or type(e).__name__})") from None
 
 
 def save_checkpoint(model: Whisper, path: str, **extra):
@@ -185,9 +248,25 @@ _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float1
 
 
 def read_ctranslate2(path: str) -> dict:
-    """model.bin -> {variable name: float32 tensor}; scalar settings and aliases resolved."""
-    with open(path, "rb") as f:
-        buf = f.read()
+    """model.bin -> {variable name: float32 tensor}; scalar settings and aliases resolved. A file
+    that is truncated or not a model.bin is a CheckpointError that names it."""
+    try:
+        with open(path, "rb") as f:
+            buf = f.read()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return _parse_ctranslate2(buf, path)
+    except CheckpointError:
+        raise
+    except struct.error:  # a field read past the end
+        raise CheckpointError(f"{path}: truncated CTranslate2 model.bin (it ends after {len(buf)} bytes)") from None
+    except (ValueError, KeyError) as e:  # a name that isn't UTF-8, a tensor of the wrong size, a lost alias
+        detail = f"no variable {e}" if isinstance(e, KeyError) else str(e)
+        raise CheckpointError(f"{path}: damaged or truncated CTranslate2 model.bin ({detail})") from None
+
+
+def _parse_ctranslate2(buf: bytes, path: str) -> dict:
     pos = 0
 
     def take(fmt):
@@ -204,6 +283,8 @@ def read_ctranslate2(path: str) -> dict:
         return s
 
     version = take("I")
+    if version > 100:  # CTranslate2 is at version 6: this is some other file
+        raise CheckpointError(f"{path}: not a CTranslate2 model.bin (it starts with format version {version})")
     if version < 5:
         raise CheckpointError(f"{path}: CTranslate2 model.bin version {version} is too old")
     spec, _revision, n_vars = string(), take("I"), take("I")
@@ -216,6 +297,9 @@ def read_ctranslate2(path: str) -> dict:
         shape = [take("I") for _ in range(rank)]
         dtype, n_bytes = take("B"), take("I")
         raw = buf[pos : pos + n_bytes]
+        if len(raw) != n_bytes:
+            raise CheckpointError(f"{path}: truncated CTranslate2 model.bin ({name} needs {n_bytes} bytes, "
+                                  f"{len(raw)} are left)")
         pos += n_bytes
         if rank == 0:
             continue  # a setting, not a weight
@@ -305,8 +389,12 @@ def load_ctranslate2(directory: str) -> Whisper:
     model = _build(dims, state_dict, bin_path)
     config_path = os.path.join(directory, "config.json")
     if os.path.isfile(config_path):
-        with open(config_path) as f:
-            heads = json.load(f).get("alignment_heads")
-        if heads:
-            model.alignment_heads = [tuple(h) for h in heads]
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                heads = json.load(f).get("alignment_heads")
+            if heads:
+                model.alignment_heads = [tuple(int(i) for i in h) for h in heads]
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{config_path}: not a CTranslate2 config.json with alignment_heads as "
+                                  f"[layer, head] pairs ({e})") from None
     return model

@@ -120,7 +120,7 @@ def test_from_pretrained_reports_a_failed_download_as_a_checkpoint_error(server,
     assert f"{url}/" in str(err.value)
 
 
-@pytest.mark.parametrize("content,problem", [(b"garbage" * 100, "not a readable PyTorch checkpoint"),
+@pytest.mark.parametrize("content,problem", [(b"garbage" * 100, "not a PyTorch checkpoint"),
                                              (None, "not a Whisper checkpoint")])
 def test_bad_checkpoints_name_the_file(tmp_path, content, problem):
     path = tmp_path / "bad.pt"

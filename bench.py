@@ -423,7 +423,7 @@ def random_corpus(directory: str, n_train: int = 256, n_val: int = 32, seed: int
     makes one. Written by prepare_librispeech's own shard writer, so the loader reads it like any other."""
     import numpy as np
 
-    from prepare_librispeech import save_shard, write_outputs
+    from data import save_shard, write_outputs
     from tokenizer import get_tokenizer
 
     rng, tokenizer = np.random.default_rng(seed), get_tokenizer(False)

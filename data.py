@@ -1,5 +1,6 @@
 """
-Batches for training and evaluation from the shards prepare_librispeech.py writes.
+The shard format: batches for training and evaluation from the shards prepare_librispeech.py makes,
+and the writer of those shards (save_shard, write_outputs), so the format has one home.
 
     loader = ShardLoader("data/librispeech", "train", batch_size=16, rank=rank, world_size=world_size)
     mel, tokens_in, targets = loader.next_batch()   # [B, n_mels, n_frames], [B, T], [B, T]
@@ -37,7 +38,11 @@ import sys
 import numpy as np
 import torch
 
+from audio import N_FRAMES, SAMPLE_RATE
+from files import atomic_write
+
 IGNORE_INDEX = -100
+MAX_TOKENS = 448  # the decoder's context (n_text_ctx): no longer target can be trained on
 BUCKET_POOL = 32  # batches sorted together: more gives tighter buckets and less randomness
 BUCKET_MARGIN = 20  # mel frames of silence after the longest clip of a bucketed batch (0.2 s)
 BUCKET_QUANTUM = 50  # bucketed windows are a multiple of 0.5 s: few distinct shapes
@@ -237,18 +242,112 @@ def load_mel(data_dir: str, split: str, entry: dict, n_frames: int = 3000) -> to
 
 
 def read_librispeech_dir(root: str) -> list:
-    """[(utterance id, audio path, transcript)] for every line of every *.trans.txt under root, sorted."""
+    """[(utterance id, audio path, transcript)] for every line of every *.trans.txt under root, sorted.
+    Lines that can't be used (no audio, not UTF-8) are reported on stderr, one line each, and skipped."""
     items = []
     for trans in sorted(glob.glob(os.path.join(root, "**", "*.trans.txt"), recursive=True)):
         folder = os.path.dirname(trans)
-        with open(trans, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                utt, _, text = line.strip().partition(" ")
-                audio = next((p for p in (os.path.join(folder, utt + ext) for ext in (".flac", ".wav")) if os.path.exists(p)), None)
-                if audio is None:
-                    print(f"warning: {trans}:{n}: no audio for {utt}, skipped", file=sys.stderr)
-                    continue
-                items.append((utt, audio, text))
+        lines, problems = read_transcript(trans)
+        for problem in problems:
+            print(f"warning: {problem['detail']}, skipped", file=sys.stderr)
+        for n, utt, text in lines:
+            audio = next((p for p in (os.path.join(folder, utt + ext) for ext in (".flac", ".wav")) if os.path.exists(p)), None)
+            if audio is None:
+                print(f"warning: {trans}:{n}: no audio for {utt}, skipped", file=sys.stderr)
+                continue
+            items.append((utt, audio, text))
     return items
+
+
+def read_transcript(path: str):
+    """A LibriSpeech *.trans.txt ("<utterance id> <text>" a line) as ([(line number, id, text)], problems).
+
+    Each line is decoded on its own as UTF-8 (ASCII is a subset). A line in another encoding (Latin-1
+    from an old editor, say) becomes a problem, dict(line, id, reason, detail) with a one-line
+    `<file>:<line>: ...` detail, and is skipped rather than guessed at: a wrong guess would silently
+    train on, or score against, misspelt text. An unreadable file is one problem (line 0)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        return [], [dict(line=0, id="", reason="unreadable transcript", detail=f"{path}: cannot read ({e.strerror})")]
+    raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw  # a UTF-8 byte-order mark is not part of the first id
+    lines, problems = [], []
+    for n, line in enumerate(raw.splitlines(), 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            uid = line.split(maxsplit=1)[0].decode("utf-8", "replace")
+            problems.append(dict(line=n, id=uid, reason="transcript line not UTF-8",
+                                 detail=f"{path}:{n}: not UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})"))
+            continue
+        uid, _, text = text.strip().partition(" ")
+        if uid:
+            lines.append((n, uid, text))
+    return lines, problems
+
+
+# --------------------------------------------------------------------------------------------------
+# writing shards: prepare_librispeech.py's output, and anything else that wants the loader to read it
+
+
+def write_json(path: str, obj, indent=None):
+    with atomic_write(path) as f:
+        f.write((json.dumps(obj, indent=indent) + "\n").encode())
+
+
+def save_shard(out: str, split: str, index: int, items: list, results: list):
+    """Write <out>/<split>/NNNNN.npy (the kept utterances' frames back to back) and then NNNNN.json,
+    whose presence marks the shard done. `items` are the shard's inputs (their ids are recorded, so a
+    resumed run can tell the shard was made from the same input); `results` are, in the same order,
+    (entry, fp16 frames [frames, n_mels]) or (skip record, None). Returns (entries, skipped)."""
+    name = os.path.join(out, split, f"{index:05d}")
+    entries, skipped, arrays, offset = [], [], [], 0
+    for record, frames in results:
+        if frames is None:
+            skipped.append(record)
+            continue
+        entries.append(dict(record, shard=index, offset=offset))
+        arrays.append(frames)
+        offset += len(frames)
+    if arrays:
+        with atomic_write(name + ".npy") as f:
+            np.save(f, np.concatenate(arrays))
+    write_json(name + ".json", dict(items=[it["id"] for it in items], entries=entries, skipped=skipped))
+    return entries, skipped
+
+
+def load_shard(out: str, split: str, index: int, items: list):
+    """A finished shard from an earlier run as (entries, skipped), or None if it is not finished.
+    Raises ValueError for a shard made from different input."""
+    name = os.path.join(out, split, f"{index:05d}")
+    if not os.path.exists(name + ".json"):
+        return None
+    with open(name + ".json") as f:
+        shard = json.load(f)
+    if shard["items"] != [it["id"] for it in items]:
+        raise ValueError(f"{name}.json was made from different input; delete {out} or choose another --out")
+    if shard["entries"] and not os.path.exists(name + ".npy"):
+        return None
+    return shard["entries"], shard["skipped"]
+
+
+def write_outputs(out: str, manifests: dict, skipped: list, cfg: dict) -> dict:
+    """The manifests <out>/<split>.jsonl and meta.json (settings, counts, every skipped item), written
+    last: a directory with meta.json is complete."""
+    for split, entries in manifests.items():
+        with atomic_write(os.path.join(out, f"{split}.jsonl")) as f:
+            f.write("".join(json.dumps(e) + "\n" for e in entries).encode())
+    counts = {}
+    for s in skipped:
+        counts[s["reason"]] = counts.get(s["reason"], 0) + 1
+    splits = {split: dict(utterances=len(entries), hours=round(sum(e["duration"] for e in entries) / 3600, 4),
+                          frames=sum(e["frames"] for e in entries),
+                          shards=len({e["shard"] for e in entries}), tokens=sum(len(e["tokens"]) for e in entries))
+              for split, entries in manifests.items()}
+    meta = dict(cfg, sample_rate=SAMPLE_RATE, n_frames=N_FRAMES, max_tokens=MAX_TOKENS, mel_dtype="float16",
+                storage="log_mel_spectrogram(pad_or_trim(audio)) frames [0, frames) per utterance; "
+                        "frames past that equal `pad`",
+                splits=splits, skipped_counts=counts, skipped=skipped)
+    write_json(os.path.join(out, "meta.json"), meta, indent=1)
+    return meta

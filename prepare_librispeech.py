@@ -34,8 +34,14 @@ ALL-CAPS transcripts (LibriSpeech, the synthetic corpus) become sentence case ("
 be stew"): Whisper's vocabulary and pretrained models are cased, and GPT-2 BPE splits capitals into
 ~1.8x more tokens. Cased text (Common Voice) is kept as written. --text-case lower|keep overrides.
 
-Every utterance either lands in a shard or in meta.json's `skipped` list with its reason. Runs are
-deterministic and resumable: re-running after a kill redoes only the shards without a .json.
+Every utterance either lands in a shard or in meta.json's `skipped` list with its reason (and the
+first few on stderr): audio that can't be loaded (missing, corrupt, NaN or infinite samples), a
+transcript line that is not UTF-8 (named by file and line, never guessed at), no transcript, empty
+text, over 30 s, over 448 tokens. Runs are deterministic and resumable: re-running after a kill redoes
+only the shards without a .json, and removes the temporaries the killed writes left. A worker process
+that dies (the OOM killer, kill -9) costs its unfinished items one more try in a fresh pool; if that
+dies too, the run stops with a one-line error and the next run resumes from the finished shards.
+Bad options stop the run before any work with a one-line error (exit code 2).
 """
 import argparse
 import hashlib
@@ -44,16 +50,22 @@ import math
 import os
 import re
 import tempfile
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
 import numpy as np
 import torch
 
-from audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim
+from audio import (N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim,
+                   silence_value)
+from data import MAX_TOKENS, load_shard, read_transcript, save_shard, write_json, write_outputs
+from files import remove_stale_temps
 
-MAX_TOKENS = 448  # the decoder's context (n_text_ctx)
 AUDIO_EXTENSIONS = (".flac", ".wav")
+MAX_LISTED = 20  # skipped items named on stderr at the end; meta.json lists them all
 
 # --------------------------------------------------------------------------------------------------
 # text
@@ -115,7 +127,7 @@ def librispeech_items(root: str, val_fraction: float):
     """Items of every subset under root in sorted order, and the speakers held out of train for val."""
     subsets = librispeech_subsets(root)
     if not subsets:
-        raise SystemExit(f"error: {root}: no LibriSpeech-layout subset (<speaker>/<chapter>/*.trans.txt) found")
+        raise ValueError(f"{root}: no LibriSpeech-layout subset (<speaker>/<chapter>/*.trans.txt) found")
     has_val = any(split_of(name) == "val" for name, _ in subsets)
     train_speakers = [os.path.basename(s) for name, d in subsets if split_of(name) == "train" for s in _subdirs(d)]
     val_speakers = set() if has_val else pick_val_speakers(train_speakers, val_fraction)
@@ -131,21 +143,23 @@ def librispeech_items(root: str, val_fraction: float):
 
 
 def _chapter_items(chapter: str, split: str) -> list:
-    texts, audio = {}, {}
+    texts, audio, bad_lines = {}, {}, {}
     for f in sorted(os.listdir(chapter)):
         path = os.path.join(chapter, f)
         if f.endswith(".trans.txt"):
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    uid, _, text = line.strip().partition(" ")
-                    if uid:
-                        texts[uid] = (text, path)
+            lines, problems = read_transcript(path)
+            for _, uid, text in lines:
+                texts[uid] = (text, path)
+            for problem in problems:  # a line we can't read skips its utterance, listed with the reason
+                bad_lines[problem["id"] or f"{f}:{problem['line']}"] = problem
         elif f.endswith(AUDIO_EXTENSIONS):
             audio[os.path.splitext(f)[0]] = path
     items = []
-    for uid in sorted(set(texts) | set(audio)):
+    for uid in sorted(set(texts) | set(audio) | set(bad_lines)):
         item = dict(id=uid, split=split, audio=audio.get(uid), text=texts.get(uid, ("", None))[0])
-        if uid not in audio:
+        if uid in bad_lines and uid not in texts:
+            item.update(skip=bad_lines[uid]["reason"], source=bad_lines[uid]["detail"])
+        elif uid not in audio:
             item.update(skip="transcript line with no audio", source=texts[uid][1])
         elif uid not in texts:
             item.update(skip="audio with no transcript", source=audio[uid])
@@ -239,13 +253,18 @@ def process(item):
         return skip("over 448 tokens", f"{item['source']}: {len(tokens)} tokens")
 
     mel = log_mel_spectrogram(pad_or_trim(audio), n_mels=_cfg["n_mels"]).numpy()  # [n_mels, 3000]
+    silence = silence_value(float(mel.max()))
     if len(audio) < N_SAMPLES - 400:  # the last frames see only zeros: they are the padding value
+        # stored exactly as computed: in float32 it can be one ulp from `silence`, and the loader must
+        # rebuild the window bit for bit
         pad = mel[:, -1]
-        assert (pad == pad[0]).all()
+        if not ((pad == pad[0]).all() and abs(float(pad[0]) - silence) < 1e-5):  # NaN fails this too
+            return skip("unexpected log-mel", f"{item['source']}: the padding's log-mel is {float(pad.min())}.."
+                                              f"{float(pad.max())}, not the silence value {silence:.6f}")
         differs = np.flatnonzero((mel != pad[0]).any(axis=0))
         frames, pad = (int(differs[-1]) + 1 if len(differs) else 1), float(pad[0])
     else:  # (almost) no padding in the window: keep all frames; pad = mel of silence for this peak
-        frames, pad = N_FRAMES, float(max(-1.5, mel.max() - 2.0))
+        frames, pad = N_FRAMES, silence
     entry = dict(id=item["id"], duration=round(duration, 4), frames=frames, pad=pad, tokens=tokens, text=text)
     return entry, np.ascontiguousarray(mel[:, :frames].T, dtype=np.float16)
 
@@ -254,62 +273,53 @@ def process(item):
 # shards
 
 
-def atomic_write(path: str, write):
-    """Write through a temp file in the same directory and rename: a kill leaves old or new, never half."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def start_pool(workers: int, cfg: dict) -> ProcessPoolExecutor:
+    """`workers` forked processes that run `process`. concurrent.futures, not multiprocessing.Pool: when
+    a worker dies (the OOM killer, kill -9) every item it had not returned fails at once with
+    BrokenProcessPool, where multiprocessing.Pool would wait for them forever."""
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=init_worker, initargs=(cfg,))
+    pool.submit(os.getpid).result()  # fork them all now, before this process starts threads of its own
+    return pool
 
 
-def write_json(path: str, obj, indent=None):
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=indent) + "\n").encode()))
-
-
-def save_shard(out: str, split: str, index: int, items: list, results: list):
-    """Write NNNNN.npy (frames of the kept utterances) and then NNNNN.json, which marks it done."""
-    name = os.path.join(out, split, f"{index:05d}")
-    entries, skipped, arrays, offset = [], [], [], 0
-    for record, frames in results:
-        if frames is None:
-            skipped.append(record)
-            continue
-        entries.append(dict(record, shard=index, offset=offset))
-        arrays.append(frames)
-        offset += len(frames)
-    if arrays:
-        atomic_write(name + ".npy", lambda f: np.save(f, np.concatenate(arrays)))
-    write_json(name + ".json", dict(items=[it["id"] for it in items], entries=entries, skipped=skipped))
-    return entries, skipped
-
-
-def load_shard(out: str, split: str, index: int, items: list):
-    """A finished shard from an earlier run, or None. Refuses one made from different input."""
-    name = os.path.join(out, split, f"{index:05d}")
-    if not os.path.exists(name + ".json"):
-        return None
-    with open(name + ".json") as f:
-        shard = json.load(f)
-    if shard["items"] != [it["id"] for it in items]:
-        raise SystemExit(f"error: {name}.json was made from different input; delete {out} or choose another --out")
-    if shard["entries"] and not os.path.exists(name + ".npy"):
-        return None
-    return shard["entries"], shard["skipped"]
+def run_items(pool, items: list, bar) -> list:
+    """process() over items in order, on the pool or (pool None) here; None for each item a dead worker lost."""
+    if pool is None:
+        results = []
+        for item in items:
+            results.append(process(item))
+            bar.update()
+        return results
+    futures = []
+    for item in items:
+        try:
+            futures.append(pool.submit(process, item))
+        except BrokenProcessPool:  # it broke while we were still handing out the shard
+            futures.append(None)
+    results = []
+    for future in futures:
+        try:
+            results.append(future.result() if future is not None else None)
+        except BrokenProcessPool:
+            results.append(None)
+        bar.update()
+    return results
 
 
 def prepare(items, out: str, cfg: dict, workers: int, shard_size: int, total=None, source=""):
-    """Shard a stream of items into out/; returns (manifests per split, skipped list)."""
+    """Shard a stream of items into out/; returns (manifests per split, skipped list).
+
+    If a worker process dies, the items it took with it (every unfinished item of the shard: the pool
+    stops the other workers too) are reported on stderr and run once more in a fresh pool. If that pool
+    dies as well, the run stops with a one-line error; the finished shards stay, so a rerun resumes."""
     from tqdm import tqdm
 
+    remove_stale_temps(out)  # writes a kill interrupted: never read, and never left to pile up
     for split in ("train", "val", "test"):
         os.makedirs(os.path.join(out, split), exist_ok=True)
-        for f in os.listdir(os.path.join(out, split)):
-            if f.endswith(".tmp"):  # a write interrupted by a kill
-                os.remove(os.path.join(out, split, f))
+        remove_stale_temps(os.path.join(out, split))
     # fork the workers first, while this process has no threads (tqdm's monitor, HF streaming)
-    pool = get_context("fork").Pool(workers, init_worker, (cfg,)) if workers > 1 else None
+    pool = start_pool(workers, cfg) if workers > 1 else None
     threads = torch.get_num_threads()
     if pool is None:
         init_worker(cfg)
@@ -318,15 +328,32 @@ def prepare(items, out: str, cfg: dict, workers: int, shard_size: int, total=Non
     bar = tqdm(total=total, unit="utt", desc=f"preparing {source}", dynamic_ncols=True, smoothing=0.05)
 
     def flush(split):
+        nonlocal pool
         shard_items, index = buffers[split], n_shards[split]
         buffers[split], n_shards[split] = [], index + 1
-        done = load_shard(out, split, index, shard_items)
+        try:
+            done = load_shard(out, split, index, shard_items)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         if done is None:
-            chunk = max(1, len(shard_items) // (4 * workers))
-            results = []
-            for result in pool.imap(process, shard_items, chunk) if pool else map(process, shard_items):
-                results.append(result)
-                bar.update()
+            results = run_items(pool, shard_items, bar)
+            lost = [i for i, r in enumerate(results) if r is None]
+            if lost:
+                shard = os.path.join(out, split, f"{index:05d}")
+                ids = ", ".join(shard_items[i]["id"] for i in lost[:5]) + (", ..." if len(lost) > 5 else "")
+                tqdm.write(f"warning: {shard}: a worker process died (out of memory? killed?); running its "
+                           f"{len(lost)} unfinished items ({ids}) again in a fresh pool", file=sys.stderr)
+                pool.shutdown(wait=True)
+                # this fork can no longer precede every thread (tqdm's monitor may run): a rare path
+                pool = start_pool(workers, cfg)
+                again = run_items(pool, [shard_items[i] for i in lost], bar)
+                if any(r is None for r in again):
+                    raise SystemExit(f"error: {shard}: worker processes died twice on the items {ids}; "
+                                     f"the finished shards are kept, so a rerun resumes from here "
+                                     f"(with more memory or fewer --workers if they ran out of it)")
+                for i, result in zip(lost, again):
+                    results[i] = result
+                bar.update(-len(lost))  # those were counted twice
             done = save_shard(out, split, index, shard_items, results)
         else:
             bar.update(len(shard_items))
@@ -345,35 +372,43 @@ def prepare(items, out: str, cfg: dict, workers: int, shard_size: int, total=Non
         for split in buffers:
             if buffers[split]:
                 flush(split)
+        if pool:
+            pool.shutdown(wait=True)
     finally:
         bar.close()
         if pool:
-            pool.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
         torch.set_num_threads(threads)
     return manifests, sorted(skipped, key=lambda s: (s["split"], s["id"], s["reason"]))
 
 
-def write_outputs(out: str, manifests: dict, skipped: list, cfg: dict):
-    for split, entries in manifests.items():
-        lines = "".join(json.dumps(e) + "\n" for e in entries)
-        atomic_write(os.path.join(out, f"{split}.jsonl"), lambda f: f.write(lines.encode()))
-    counts = {}
-    for s in skipped:
-        counts[s["reason"]] = counts.get(s["reason"], 0) + 1
-    splits = {split: dict(utterances=len(entries), hours=round(sum(e["duration"] for e in entries) / 3600, 4),
-                          frames=sum(e["frames"] for e in entries),
-                          shards=len({e["shard"] for e in entries}), tokens=sum(len(e["tokens"]) for e in entries))
-              for split, entries in manifests.items()}
-    meta = dict(cfg, sample_rate=SAMPLE_RATE, n_frames=N_FRAMES, max_tokens=MAX_TOKENS, mel_dtype="float16",
-                storage="log_mel_spectrogram(pad_or_trim(audio)) frames [0, frames) per utterance; "
-                        "frames past that equal `pad`",
-                splits=splits, skipped_counts=counts, skipped=skipped)
-    write_json(os.path.join(out, "meta.json"), meta, indent=1)
-    return meta
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def usage_error(message: str):
+    """A bad option or input found before any work: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def writable_dir(path: str) -> str:
+    """Create `path` if need be and prove it takes files, or a usage error naming it."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        open(probe, "wb").close()
+        os.remove(probe)
+    except OSError as e:
+        usage_error(f"{path}: output directory is not writable ({e.strerror})")
+    return path
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineErrors(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--librispeech-dir", help="extracted LibriSpeech (or a subset, or a dir of subsets)")
     src.add_argument("--hf", metavar="NAME", help="HF dataset, e.g. openslr/librispeech_asr")
@@ -388,25 +423,43 @@ def main(argv=None):
     p.add_argument("--text-case", default="sentence", choices=("sentence", "lower", "keep"))
     p.add_argument("--val-fraction", type=float, default=0.02, help="speakers held out when there is no dev split")
     p.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
-    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = p.parse_args(argv)
 
-    if args.librispeech_dir:
+    # every option is checked before any work: a typo costs a line, not an hour of a half-made corpus
+    if not (math.isfinite(args.val_fraction) and 0 <= args.val_fraction < 1):
+        usage_error(f"--val-fraction must be at least 0 and below 1, got {args.val_fraction}")
+    if args.shard_size < 1:
+        usage_error(f"--shard-size must be at least 1, got {args.shard_size}")
+    if args.workers < 1:
+        usage_error(f"--workers must be at least 1, got {args.workers}")
+    if args.librispeech_dir is not None:
         root = os.path.abspath(args.librispeech_dir)
         if not os.path.isdir(root):
-            raise SystemExit(f"error: {args.librispeech_dir}: no such directory")
+            usage_error(f"{args.librispeech_dir}: no such directory")
         source = os.path.basename(root.rstrip("/"))
-        items, val_speakers = librispeech_items(root, args.val_fraction)
-        total = len(items)
-        described = dict(librispeech_dir=root, val_speakers=val_speakers)
     else:
         splits = [s.strip() for s in args.hf_split.split(",") if s.strip()]
+        if not args.hf.strip() or not splits or not args.text_column or not args.audio_column:
+            usage_error("--hf, --hf-split, --text-column and --audio-column must not be empty")
+        try:
+            import datasets  # noqa: F401
+        except ImportError:
+            usage_error("--hf needs the datasets package: pip install datasets")
         source = args.hf.split("/")[-1] + (f"_{args.hf_config}" if args.hf_config else "")
+    if args.librispeech_dir is not None:
+        try:
+            items, val_speakers = librispeech_items(root, args.val_fraction)
+        except ValueError as e:
+            usage_error(str(e))
+        total = len(items)
+        described = dict(librispeech_dir=root, val_speakers=val_speakers)
+    out = writable_dir(args.out or os.path.join("data", source))
+    if args.hf is not None:
         items = hf_items(args.hf, args.hf_config, splits, args.text_column, args.audio_column,
                          args.streaming, args.val_fraction)
         total = None
         described = dict(hf=args.hf, hf_config=args.hf_config, hf_split=splits, text_column=args.text_column)
-    out = args.out or os.path.join("data", source)
     cfg = dict(n_mels=args.n_mels, multilingual=args.multilingual, text_case=args.text_case)
     from tokenizer import get_tokenizer
 
@@ -415,26 +468,32 @@ def main(argv=None):
                   tokenizer="multilingual" if args.multilingual else "gpt2 (English-only)",
                   n_vocab=tokenizer.encoding.n_vocab, eot=tokenizer.eot,
                   sot_sequence=list(tokenizer.sot_sequence_including_notimestamps))
-    os.makedirs(out, exist_ok=True)
     config_path = os.path.join(out, "config.json")
     if os.path.exists(config_path):  # resuming: only with the very same settings
-        with open(config_path) as f:
-            previous = json.load(f)
+        try:
+            with open(config_path) as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as e:
+            usage_error(f"{config_path}: unreadable ({e}); delete {out} or choose another --out")
         if previous != json.loads(json.dumps(config)):
-            raise SystemExit(f"error: {config_path}: {out} was prepared with other settings; use another --out")
+            usage_error(f"{config_path}: {out} was prepared with other settings; use another --out")
     write_json(config_path, config, indent=1)
 
     t0 = time.time()
-    manifests, skipped = prepare(items, out, cfg, max(1, args.workers), args.shard_size, total, source)
+    manifests, skipped = prepare(items, out, cfg, args.workers, args.shard_size, total, source)
     meta = write_outputs(out, manifests, skipped, config)
     elapsed = time.time() - t0
     n_items = sum(len(m) for m in manifests.values()) + len(skipped)
+    for s in skipped[:MAX_LISTED]:
+        print(f"skipped {s['id']}: {s['reason']}: {s['detail']}", file=sys.stderr)
+    if len(skipped) > MAX_LISTED:
+        print(f"skipped {len(skipped) - MAX_LISTED} more: see {out}/meta.json", file=sys.stderr)
     for split, s in meta["splits"].items():
         print(f"{split:5s}: {s['utterances']} utterances, {s['hours']:.3f} h, {s['shards']} shards")
     for reason, n in meta["skipped_counts"].items():
         print(f"skipped {n}: {reason}")
     print(f"{n_items} items in {elapsed:.1f} s ({n_items / max(elapsed, 1e-9):.1f}/s, "
-          f"{n_items / max(elapsed, 1e-9) / max(1, args.workers):.1f}/s per worker) -> {out}")
+          f"{n_items / max(elapsed, 1e-9) / args.workers:.1f}/s per worker) -> {out}")
     if not any(manifests.values()):
         what = args.librispeech_dir or args.hf
         raise SystemExit(f"error: {what}: nothing usable; all {n_items} items were skipped (see {out}/meta.json)")

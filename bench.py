@@ -12,7 +12,7 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
     Each run is a fresh process; wall is the whole process (imports, load, transcribe), `decode` is the
     transcribe call alone, RSS is the process's peak (os.wait4), WER is against the known text.
 (b) GPU long-form: the same plus batched decoding against faster-whisper's BatchedInferencePipeline,
-    fp16/bf16; openai-whisper as installed and with cuDNN attention off (see model.decode); tiny.en,
+    fp16/bf16; openai-whisper as installed and with cuDNN attention off (see decoding.py); tiny.en,
     and larger shapes with random weights of the same dims (ours only).
 (c) Training throughput of train.py itself (a subprocess on the prepared --data-dir shards, or on random
     LibriSpeech-shaped ones where there are none, as on a bare GPU machine): tokens/s,
@@ -414,7 +414,8 @@ def random_corpus(directory: str, n_train: int = 256, n_val: int = 32, seed: int
     """Prepared shards of random log-mel frames and token ids, shaped like LibriSpeech (clips of 2-30 s,
     ~3.5 text tokens a second), for part (c) where no corpus is prepared: training throughput doesn't
     depend on what the clips say, and a bare GPU machine has neither a corpus nor the TTS engine that
-    makes one. Written by prepare_librispeech's own shard writer, so the loader reads it like any other."""
+    makes one. Written by data.py's shard writer, prepare_librispeech.py's too, so the loader reads it
+    like any other."""
     import numpy as np
 
     from data import save_shard, write_outputs

@@ -14,6 +14,10 @@ models, shorter for models trained from scratch on short clips (train.py's `n_au
 log_mel_spectrogram(pad_or_trim(audio, window)), exactly the mel train.py's loader feeds, so a model
 is scored on the input it was trained on. Longer utterances are cut to the window and counted.
 
+A bad item (audio that can't be read or holds NaN/Inf samples, a transcript line that isn't UTF-8,
+a missing audio file) is reported in one line that names it and skipped; N counts the utterances
+actually scored, and the exit code is 1 if any audio file was skipped. A bad option, directory,
+device or model is one line and exit code 2, before any work.
 """
 import argparse
 import os
@@ -25,11 +29,12 @@ import torch
 from audio import SAMPLE_RATE, AudioError, load_audio, window_mel, window_samples
 from data import read_librispeech_dir
 from decoding import transcribe_windows
-from metrics import word_error_rate
+from metrics import normalize, word_error_rate
+from transcribe import OneLineErrors
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="LibriSpeech-layout directory (a subset, or a root holding several)")
     p.add_argument("--model", default="tiny.en", help="official name, .pt, CTranslate2 dir or training checkpoint")
     p.add_argument("--batch-size", type=int, default=16)
@@ -38,24 +43,29 @@ def main(argv=None) -> int:
     p.add_argument("--sample-len", type=int, default=None, help="max tokens per utterance (default: model's n_text_ctx / 2)")
     p.add_argument("--show", type=int, default=5, help="print this many reference/hypothesis pairs")
     args = p.parse_args(argv)
-    for option in ("batch_size", "limit", "sample_len"):
-        if getattr(args, option) is not None and getattr(args, option) < 1:
-            print(f"error: --{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}", file=sys.stderr)
+    for option, low in (("batch_size", 1), ("limit", 1), ("sample_len", 1), ("show", 0)):
+        if getattr(args, option) is not None and getattr(args, option) < low:
+            print(f"error: --{option.replace('_', '-')} must be at least {low}, got {getattr(args, option)}",
+                  file=sys.stderr)
             return 2
 
-    from pretrained import CheckpointError, from_pretrained
+    from pretrained import CheckpointError, check_device, from_pretrained
 
+    try:
+        device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not os.path.isdir(args.dir):
         print(f"error: {args.dir}: no such directory", file=sys.stderr)
         return 2
-    items = read_librispeech_dir(args.dir)[: args.limit]
+    items = read_librispeech_dir(args.dir)[: args.limit]  # it reports and skips lines it can't use
     if not items:
         print(f"error: {args.dir}: no *.trans.txt with audio found", file=sys.stderr)
         return 2
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = from_pretrained(args.model, device=device, dtype=torch.float16 if device.startswith("cuda") else torch.float32)
-    except (CheckpointError, RuntimeError) as e:
+    except (CheckpointError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -88,9 +98,17 @@ def main(argv=None) -> int:
         print(f"warning: {n_cut} utterances were longer than the model's {window / SAMPLE_RATE:.0f} s window and were cut",
               file=sys.stderr)
     if failed:
-        print(f"warning: {failed} audio files could not be read and are not scored", file=sys.stderr)
-    print(f"WER {100 * word_error_rate(references, hypotheses):.2f}% on {len(references)} utterances")
-    return 0
+        print(f"warning: {failed} audio files could not be used and are not scored", file=sys.stderr)
+    # word_error_rate leaves out what normalises to nothing (e.g. a reference of "uh"): N counts what it scored
+    scored = sum(1 for ref in references if normalize(ref).strip())
+    if scored < len(references):
+        print(f"warning: {len(references) - scored} references are empty once normalised and are not scored",
+              file=sys.stderr)
+    if not scored:
+        print(f"error: {args.dir}: no utterance could be scored", file=sys.stderr)
+        return 1
+    print(f"WER {100 * word_error_rate(references, hypotheses):.2f}% on {scored} utterances")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

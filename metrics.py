@@ -13,6 +13,11 @@ def _normalizer():
     return EnglishTextNormalizer()
 
 
+def normalize(text: str) -> str:
+    """Whisper's English text normaliser, as word_error_rate applies it to both sides."""
+    return _normalizer()(text)
+
+
 def word_error_rate(references: list, hypotheses: list) -> float:
     """Corpus WER (total errors / total reference words) after Whisper's English normalisation.
     Pairs whose reference normalises to nothing are dropped (jiwer can't score an empty reference)."""

@@ -57,50 +57,100 @@ class AudioError(ValueError):
     """Raised for audio we cannot use; the message always names the file."""
 
 
+class _Undecodable(AudioError):
+    """libsndfile could not decode the file: ffmpeg, where there is one, gets a try."""
+
+
 def load_audio(path, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Decode a file (flac, wav, ogg, mp3, ...) to mono float32 at `sr` Hz, without ffmpeg.
 
     The file is decoded and resampled a minute at a time into one preallocated array, so an hour of
-    44.1 kHz stereo never sits in memory at its original rate.
+    44.1 kHz stereo never sits in memory at its original rate. NaN or infinite samples are an
+    AudioError naming the first one: the file's loudest frame sets the mel's clamp, so a single NaN
+    would turn every frame of the file into NaN.
     """
-    import soundfile  # libsndfile >= 1.1 reads flac, wav, ogg/vorbis/opus and mp3
-
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise AudioError(f"{path}: no such file")
-    if os.path.getsize(path) == 0:
-        raise AudioError(f"{path}: file is empty")
+    _check_path(path)
     try:
-        with soundfile.SoundFile(path) as f:
-            audio = _decode_resampled(f, sr)
-    except Exception as e:  # libsndfile says little more than "unknown format"
+        with _open_soundfile(path) as f:
+            n_out = -(-f.frames * sr // f.samplerate) + 16 if f.frames > 0 else 0  # a little slack for the resampler
+            out, n = np.empty(n_out, dtype=np.float32), 0
+            for mono in _decoded_blocks(f, sr, path):
+                if n + len(mono) > len(out):  # frame counts of some mp3s are estimates
+                    out = np.concatenate([out[:n], np.empty(max(len(mono), len(out) // 2), np.float32)])
+                out[n : n + len(mono)] = mono
+                n += len(mono)
+            audio = out[:n].copy() if n < len(out) - 16 else out[:n]
+    except _Undecodable:
         audio = _load_with_ffmpeg(path, sr)
         if audio is None:
-            raise AudioError(f"{path}: cannot decode audio ({str(e).splitlines()[0]})") from None
+            raise
     if audio.size == 0:
         raise AudioError(f"{path}: contains no audio samples")
     return audio
 
 
-def _decode_resampled(f, sr: int) -> np.ndarray:
+def _check_path(path: str):
+    """Say what is wrong with a path that can't be opened, in the words a user expects (libsndfile
+    calls all of these "System error" or "Format not recognised")."""
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise AudioError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise AudioError(f"{path}: cannot be read ({e.strerror})") from None
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: file is empty")
+
+
+def _open_soundfile(path: str):
+    import soundfile  # libsndfile >= 1.1 reads flac, wav, ogg/vorbis/opus and mp3
+
+    try:
+        return soundfile.SoundFile(path)
+    except Exception:  # libsndfile's words ("File does not exist ... (possibly a pipe?)") mislead
+        raise _Undecodable(f"{path}: cannot decode audio (corrupt or unsupported format)") from None
+
+
+def _decoded_blocks(f, sr: int, name: str):
+    """An open file's samples as mono float32 at `sr`, a minute of the file at a time: decoded,
+    checked, mixed down and resampled through one soxr stream. load_audio and AudioFile both read
+    through here, so they give the same samples."""
     import soxr
 
-    n_out = -(-f.frames * sr // f.samplerate) + 16 if f.frames > 0 else 0  # a little slack for the resampler
-    out, n = np.empty(n_out, dtype=np.float32), 0
     stream = soxr.ResampleStream(f.samplerate, sr, 1, dtype="float32") if f.samplerate != sr else None
-    block = 60 * f.samplerate
+    block, offset = 60 * f.samplerate, 0
     while True:
-        data = f.read(block, dtype="float32", always_2d=True)
+        try:
+            data = f.read(block, dtype="float32", always_2d=True)
+        except Exception:
+            where = f" after {offset / f.samplerate:.1f} s" if offset else ""
+            raise _Undecodable(f"{name}: cannot decode audio{where} (corrupt or truncated)") from None
         last = len(data) < block
         mono = data.mean(axis=1, dtype=np.float32)
+        check_finite(mono, name, offset, f.samplerate)
+        offset += len(mono)
         if stream is not None:
             mono = stream.resample_chunk(mono, last=last)
-        if n + len(mono) > len(out):  # frame counts of some mp3s are estimates
-            out = np.concatenate([out[:n], np.empty(max(len(mono), len(out) // 2), np.float32)])
-        out[n : n + len(mono)] = mono
-        n += len(mono)
+        yield mono
         if last:
-            return out[:n].copy() if n < len(out) - 16 else out[:n]
+            return
+
+
+def check_finite(samples, name: str, offset: int = 0, sr: int = SAMPLE_RATE):
+    """AudioError at the first NaN or infinite sample; `offset` is the position of samples[0]."""
+    finite = np.isfinite(samples)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        kind = "NaN" if np.isnan(samples[i]) else "infinite"
+        raise AudioError(f"{name}: sample {offset + i} ({(offset + i) / sr:.3f} s) is {kind}; the audio is corrupt")
 
 
 def _load_with_ffmpeg(path: str, sr: int):
@@ -112,6 +162,112 @@ def _load_with_ffmpeg(path: str, sr: int):
     if proc.returncode != 0:
         return None
     return np.frombuffer(proc.stdout, np.int16).astype(np.float32) / 32768.0
+
+
+class AudioFile:
+    """A file's samples (mono, 16 kHz), served a span at a time, so that long-form transcription
+    holds seconds of audio instead of the whole file (16 kHz float32 is 230 MB an hour).
+
+    Opening decodes the whole file once: it counts the samples, checks them as load_audio does
+    (the same errors, raised here), and keeps the loudest sample of each mel hop for `frame_peak`.
+    `read(a, b)` decodes again from the start, through the same blocks and resampler stream as
+    load_audio, so it returns exactly load_audio(path)[a:b]. Only the samples from shortly before
+    the last read onwards are kept: reads that move forward, as transcription's do, cost one
+    decode of the file in all; a read further back starts the decode over.
+    """
+
+    KEEP_BEHIND = SAMPLE_RATE  # samples kept before the last read's start, for reads that step back a little
+
+    def __init__(self, path, sr: int = SAMPLE_RATE):
+        self.path, self.sr = os.fspath(path), sr
+        _check_path(self.path)
+        self._in_memory = None
+        try:
+            self._scan()
+        except _Undecodable:
+            audio = _load_with_ffmpeg(self.path, sr)
+            if audio is None:
+                raise
+            self._in_memory = audio  # formats only ffmpeg reads are held whole
+            self._scan()
+        if self.n == 0:
+            raise AudioError(f"{self.path}: contains no audio samples")
+        self._blocks_left, self._buffer, self._buffer_start = None, np.zeros(0, np.float32), 0
+
+    def _blocks(self):
+        if self._in_memory is not None:
+            yield self._in_memory
+            return
+        with _open_soundfile(self.path) as f:
+            yield from _decoded_blocks(f, self.sr, self.path)
+
+    def _scan(self):
+        self.n, peaks, rest = 0, [], np.zeros(0, np.float32)
+        for block in self._blocks():
+            self.n += len(block)
+            hops = np.concatenate([rest, block])
+            whole = len(hops) // HOP_LENGTH * HOP_LENGTH
+            peaks.append(np.abs(hops[:whole]).reshape(-1, HOP_LENGTH).max(axis=1, initial=0.0))
+            rest = hops[whole:]
+        peaks.append(np.abs(rest).max(keepdims=True) if len(rest) else np.zeros(0, np.float32))
+        self._hop_peaks = np.concatenate(peaks)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def frame_peak(self, start_frame: int, stop_frame: int) -> float:
+        """The loudest |sample| in mel frames start..stop-1 (samples start*160 .. stop*160), 0 if none."""
+        peaks = self._hop_peaks[max(0, start_frame) : max(0, stop_frame)]
+        return float(peaks.max()) if len(peaks) else 0.0
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Samples start..stop-1 (clipped to the file) as a float32 tensor."""
+        start, stop = max(0, start), min(stop, self.n)
+        if stop <= start:
+            return torch.zeros(0)
+        if self._blocks_left is None or start < self._buffer_start:
+            if self._blocks_left is not None:
+                self._blocks_left.close()
+            self._blocks_left, self._buffer, self._buffer_start = self._blocks(), np.zeros(0, np.float32), 0
+        while self._buffer_start + len(self._buffer) < stop:
+            block = next(self._blocks_left, None)
+            if block is None:
+                raise AudioError(f"{self.path}: the file changed while it was being transcribed")
+            drop = min(len(self._buffer), max(0, start - self.KEEP_BEHIND - self._buffer_start))
+            self._buffer = np.concatenate([self._buffer[drop:], block])
+            self._buffer_start += drop
+        i = start - self._buffer_start
+        return torch.from_numpy(self._buffer[i : i + stop - start].copy())
+
+
+class ArrayAudio:
+    """Samples already in memory (transcribe's numpy or tensor input) behind AudioFile's interface."""
+
+    def __init__(self, audio, name: str = "audio"):
+        audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
+        self.audio, self.path = audio.float(), name
+        for a in range(0, len(self.audio), 60 * SAMPLE_RATE):
+            check_finite(self.audio[a : a + 60 * SAMPLE_RATE].cpu().numpy(), name, a)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def frame_peak(self, start_frame: int, stop_frame: int) -> float:
+        samples = self.audio[max(0, start_frame) * HOP_LENGTH : max(0, stop_frame) * HOP_LENGTH]
+        return float(samples.abs().max()) if len(samples) else 0.0
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        return self.audio[max(0, start) : max(0, stop)]
+
+
+def audio_source(audio):
+    """Long-form input as an AudioFile or ArrayAudio: a path is streamed from its file, samples in
+    memory are used as they are."""
+    if isinstance(audio, (AudioFile, ArrayAudio)):
+        return audio
+    if isinstance(audio, (str, os.PathLike)):
+        return AudioFile(audio)
+    return ArrayAudio(audio)
 
 
 def pad_or_trim(array, length: int = N_SAMPLES, axis: int = -1):
@@ -204,14 +360,15 @@ class LongFormMel:
     The reference computes the mel of a whole file at once; for an hour that is 115 MB per 80 mels
     held for the whole run. This gives the same frames while holding one window: a first pass finds
     the file's loudest frame (the clamp depends on it), and `frames(a, b)` runs the STFT on just the
-    samples that frames a..b-1 see, mirroring torch.stft's reflect padding at the start.
+    samples that frames a..b-1 see, mirroring torch.stft's reflect padding at the start. `audio` is
+    samples in memory, a path or an AudioFile; a file's samples are read a span at a time.
     """
 
     def __init__(self, audio, n_mels: int = 80, device=None, chunk_frames: int = 6000):
-        self.audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
-        self.audio = self.audio.float()
+        self.source = audio_source(audio)
+        self.n_audio = len(self.source)
         self.n_mels, self.device = n_mels, device
-        self.n_padded = len(self.audio) + N_SAMPLES  # the signal the reference transforms
+        self.n_padded = self.n_audio + N_SAMPLES  # the signal the reference transforms
         self.n_frames = self.n_padded // HOP_LENGTH  # after dropping stft's last frame
         self.n_content = self.n_frames - N_FRAMES
         self.peak = max(
@@ -224,8 +381,12 @@ class LongFormMel:
         index = torch.arange(start * HOP_LENGTH, (stop - 1) * HOP_LENGTH + N_FFT) - N_FFT // 2
         index = torch.where(index < 0, -index, index)  # reflect at the start
         index = torch.where(index >= self.n_padded, 2 * (self.n_padded - 1) - index, index)  # and at the end
-        inside = index < len(self.audio)  # beyond the audio: the appended zeros
-        samples = torch.where(inside, self.audio[index.clamp(max=len(self.audio) - 1)], 0.0)
+        lo, hi = int(index.min()), min(self.n_audio, int(index.max()) + 1)
+        if hi <= lo:  # all in the appended zeros (or no audio at all)
+            samples = torch.zeros(len(index))
+        else:
+            span = self.source.read(lo, hi)
+            samples = torch.where(index < hi, span[(index - lo).clamp(max=hi - lo - 1)], 0.0)  # past the audio: zeros
         return samples.to(self.device) if self.device is not None else samples
 
     def frames(self, start: int, stop: int) -> torch.Tensor:

@@ -24,8 +24,8 @@ import time
 import numpy as np
 import torch
 
-from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioError, LongFormMel, load_audio,
-                   pad_or_trim, window_frames, window_mel)
+from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioError, AudioFile, LongFormMel,
+                   audio_source, pad_or_trim, window_frames, window_mel)
 from decoding import decode, detect_language, encode
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
 
@@ -113,6 +113,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
 
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (None decodes sequentially), got {batch_size}")
+    audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
     if window_frames(model.dims.n_audio_ctx) < N_FRAMES:
         return transcribe_short_windows(model, audio, beam_size=beam_size, batch_size=batch_size, language=language,
                                         task=task)
@@ -124,7 +125,6 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                           logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
                           beam_size=beam_size, best_of=best_of, patience=patience, length_penalty=length_penalty,
                           suppress_tokens=suppress_tokens, tokenizer=tokenizer, timestamps=True)
-    audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
 
     def window(seek: int, size: int) -> torch.Tensor:
         # like the reference: the content frames, then zero frames (not the mel of silence) to 30 s
@@ -211,9 +211,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     return dict(text=text, segments=segments, language=language, language_probability=language_probability)
 
 
-def is_digital_silence(audio: torch.Tensor, start_frame: int, n_frames: int) -> bool:
-    samples = audio[start_frame * HOP_LENGTH : (start_frame + n_frames) * HOP_LENGTH]
-    return len(samples) == 0 or float(samples.abs().max()) < SILENCE_PEAK
+def is_digital_silence(audio, start_frame: int, n_frames: int) -> bool:
+    """Whether mel frames start_frame.. of an audio_source() hold no sample above -80 dBFS (or none at all)."""
+    return audio.frame_peak(start_frame, start_frame + n_frames) < SILENCE_PEAK
 
 
 def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, language=None, task="transcribe") -> dict:
@@ -222,7 +222,7 @@ def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, languag
     cut at pauses into windows of that length, each padded exactly as in training
     (log_mel_spectrogram(pad_or_trim(window))) and decoded on its own, one segment per window."""
 
-    audio = audio if torch.is_tensor(audio) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
+    audio = audio_source(audio)
     language = check_language(model, language, task) or "en"
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
     n_window = window_frames(model.dims.n_audio_ctx)
@@ -231,7 +231,7 @@ def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, languag
     segments = []
     for first in range(0, len(cuts), batch_size or 1):
         group = cuts[first : first + (batch_size or 1)]
-        mels = torch.stack([window_mel(audio[s * HOP_LENGTH : e * HOP_LENGTH], model.dims) for s, e in group])
+        mels = torch.stack([window_mel(audio.read(s * HOP_LENGTH, e * HOP_LENGTH), model.dims) for s, e in group])
         results = decode(model, mels.to(model.device, model.dtype), tokenizer,
                          beam_size=beam_size if beam_size and beam_size > 1 else None)
         for (start, end), r in zip(group, results):
@@ -258,15 +258,13 @@ def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timesta
     return segments, last_speech
 
 
-def silence_cuts(audio: torch.Tensor, n_content: int, max_frames: int = N_FRAMES) -> list:
+def silence_cuts(audio, n_content: int, max_frames: int = N_FRAMES) -> list:
     """Windows of at most max_frames (30 s) for batched decoding, each cut in the middle of the
     longest pause in the second half of that span, so that words are rarely cut in two and each
-    window starts and ends in silence. Returns [(start_frame, end_frame)]."""
+    window starts and ends in silence. `audio`: samples or an audio_source(). Returns [(start_frame, end_frame)]."""
     min_frames = max_frames // 2
     hop = 5  # energy over 50 ms steps
-    n_steps = -(-n_content // hop)
-    padded = torch.nn.functional.pad(audio.float(), (0, max(0, n_steps * hop * HOP_LENGTH - len(audio))))
-    energy = padded[: n_steps * hop * HOP_LENGTH].view(n_steps, hop * HOP_LENGTH).pow(2).mean(dim=1)
+    energy = step_energy(audio_source(audio), -(-n_content // hop), hop * HOP_LENGTH)
     cuts, start = [], 0
     while n_content - start > max_frames:
         lo, hi = (start + min_frames) // hop, (start + max_frames) // hop
@@ -282,6 +280,18 @@ def silence_cuts(audio: torch.Tensor, n_content: int, max_frames: int = N_FRAMES
         start = end
     cuts.append((start, n_content))
     return cuts
+
+
+def step_energy(audio, n_steps: int, step: int) -> torch.Tensor:
+    """Mean square of each `step` samples (zeros past the end), read a minute at a time: a file is
+    never in memory whole."""
+    energy, per_read = [], max(1, 60 * SAMPLE_RATE // step)
+    for a in range(0, n_steps, per_read):
+        b = min(n_steps, a + per_read)
+        samples = audio.read(a * step, b * step).float()
+        samples = torch.nn.functional.pad(samples, (0, (b - a) * step - len(samples)))
+        energy.append(samples.view(b - a, step).pow(2).mean(dim=1))
+    return torch.cat(energy) if energy else torch.zeros(0)
 
 
 def check_language(model, language, task):
@@ -480,7 +490,7 @@ def main(argv=None) -> int:
     failed = 0
     for path in args.files:
         try:
-            audio = load_audio(path)
+            audio = AudioFile(path)  # checked whole here, then read a span at a time
             t0 = time.time()
             result = transcribe(model, audio, progress=len(audio) > 60 * SAMPLE_RATE, **options)
         except (AudioError, ValueError) as e:

@@ -78,6 +78,70 @@ def test_load_audio_bad_input_names_the_file(tmp_path, content, problem):
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
+def test_load_audio_says_what_is_wrong_with_the_path(tmp_path):
+    import os
+
+    with pytest.raises(AudioError, match="is a directory") as err:
+        load_audio(tmp_path)  # libsndfile called this "Format not recognised", and a check once "no such file"
+    assert str(err.value).startswith(str(tmp_path))
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(AudioError, match="not a regular file"):
+        load_audio(fifo)  # without a hang waiting for a writer
+
+
+def test_an_unreadable_file_says_permission_denied(tmp_path):
+    """libsndfile calls it "System error". Root reads a chmod-000 file anyway, so as root the read
+    runs with the effective uid of nobody, in a directory anyone may enter."""
+    import os
+    import shutil
+    import tempfile
+
+    if os.geteuid() == 0:
+        folder = tempfile.mkdtemp(prefix="unreadable-")
+        os.chmod(folder, 0o755)
+    else:
+        folder = str(tmp_path)
+    path = os.path.join(folder, "locked.flac")
+    sf.write(path, np.zeros(1600, np.float32), 16000)
+    os.chmod(path, 0)
+    try:
+        if os.geteuid() == 0:
+            os.seteuid(65534)
+        elif os.access(path, os.R_OK):
+            pytest.skip("this user reads a chmod-000 file anyway (a capability such as CAP_DAC_OVERRIDE)")
+        try:
+            with pytest.raises(AudioError) as err:
+                load_audio(path)
+        finally:
+            if os.getuid() == 0:
+                os.seteuid(0)
+        assert str(err.value) == f"{path}: permission denied"
+    finally:
+        if folder != str(tmp_path):
+            shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("damage", ["header", "middle", "truncated"])
+def test_a_corrupt_flac_says_it_cannot_be_decoded(tmp_path, damage):
+    good = tmp_path / "good.flac"
+    sf.write(good, np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.1, 16000)
+    data = bytearray(good.read_bytes())
+    if damage == "header":
+        data[4:12] = b"\xff" * 8  # the STREAMINFO block
+    elif damage == "middle":
+        data[len(data) // 2 : len(data) // 2 + 2000] = bytes(range(250)) * 8
+    else:
+        data = data[: len(data) // 2]
+    path = tmp_path / "bad.flac"
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError) as err:
+        load_audio(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: cannot decode audio") and "(corrupt or" in message
+    assert "does not exist" not in message and "pipe" not in message and "\n" not in message
+
+
 def test_load_audio_zero_length(tmp_path):
     path = tmp_path / "zero.wav"
     sf.write(path, np.zeros(0, np.float32), 16000)

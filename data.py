@@ -251,7 +251,8 @@ def read_librispeech_dir(root: str) -> list:
         for problem in problems:
             print(f"warning: {problem['detail']}, skipped", file=sys.stderr)
         for n, utt, text in lines:
-            audio = next((p for p in (os.path.join(folder, utt + ext) for ext in (".flac", ".wav")) if os.path.exists(p)), None)
+            candidates = (os.path.join(folder, utt + ext) for ext in (".flac", ".wav"))
+            audio = next((p for p in candidates if os.path.exists(p)), None)
             if audio is None:
                 print(f"warning: {trans}:{n}: no audio for {utt}, skipped", file=sys.stderr)
                 continue

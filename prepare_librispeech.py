@@ -44,13 +44,15 @@ dies too, the run stops with a one-line error and the next run resumes from the 
 Bad options stop the run before any work with a one-line error (exit code 2).
 """
 import argparse
+import ctypes
 import hashlib
 import json
 import math
 import os
 import re
-import tempfile
+import signal
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -206,9 +208,22 @@ def hf_items(name, config, splits, text_column, audio_column, streaming, val_fra
 _cfg = {}
 
 
-def init_worker(cfg: dict):
+def init_worker(cfg: dict, parent: int = None):
     torch.set_num_threads(1)  # cores are used by processes; one thread also keeps results bit-identical
     _cfg.update(cfg)
+    if parent is not None:
+        die_with(parent)
+
+
+def die_with(parent: int):
+    """A worker whose main process is killed (kill -9, OOM) would wait for work forever, holding its
+    memory: on Linux the kernel kills it along with the parent (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no such guard
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def decode(item) -> np.ndarray:
@@ -277,7 +292,8 @@ def start_pool(workers: int, cfg: dict) -> ProcessPoolExecutor:
     """`workers` forked processes that run `process`. concurrent.futures, not multiprocessing.Pool: when
     a worker dies (the OOM killer, kill -9) every item it had not returned fails at once with
     BrokenProcessPool, where multiprocessing.Pool would wait for them forever."""
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=init_worker, initargs=(cfg,))
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=init_worker,
+                               initargs=(cfg, os.getpid()))
     pool.submit(os.getpid).result()  # fork them all now, before this process starts threads of its own
     return pool
 

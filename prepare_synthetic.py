@@ -39,7 +39,9 @@ import random
 import shutil
 import sys
 import time
-from multiprocessing import Pool
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 
 import numpy as np
 
@@ -302,7 +304,7 @@ def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, wo
         # jobs per round: enough for the seconds still missing (~3 s each), so little is thrown away
         window = max(workers, min(16 * workers, math.ceil((seconds - total) / 3.0)))
         jobs = [(seed, split, index + k, speakers) for k in range(window)]
-        results = pool.imap(utterance, jobs, max(1, window // (4 * workers))) if pool else map(utterance, jobs)
+        results = pool.map(utterance, jobs, chunksize=max(1, window // (4 * workers))) if pool else map(utterance, jobs)
         for speaker_id, text, flac, duration in results:
             index += 1
             # chapters: blocks of 100 utterances; split offsets keep chapter ids unique across subsets
@@ -326,47 +328,73 @@ def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, wo
     return dict(utterances=index, seconds=round(total, 2))
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def usage_error(message: str):
+    """A bad option found before anything is written: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None):
     from tqdm import tqdm
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineErrors(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="data/synthetic_src", help="corpus root; train/, dev/, test/ go inside")
     p.add_argument("--hours", type=float, default=2.0, help="total audio (fractions fine: 0.01 = 36 s)")
     p.add_argument("--dev-fraction", type=float, default=0.05)
     p.add_argument("--test-fraction", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--overwrite", action="store_true", help="delete existing train/dev/test under --out first")
     args = p.parse_args(argv)
-    if args.hours <= 0:
-        sys.exit(f"error: --hours must be positive, got {args.hours}")
+    # every option is checked before anything is written or synthesised
+    if not (math.isfinite(args.hours * 3600) and args.hours > 0):
+        usage_error(f"--hours must be a positive number, got {args.hours}")
     if args.workers < 1:  # 0 once hung before the first utterance
-        sys.exit(f"error: --workers must be at least 1, got {args.workers}")
-    if min(args.dev_fraction, args.test_fraction) < 0 or args.dev_fraction + args.test_fraction >= 1:
-        sys.exit(f"error: --dev-fraction {args.dev_fraction} and --test-fraction {args.test_fraction} must not be "
-                 "negative and must leave audio for train (their sum below 1)")
+        usage_error(f"--workers must be at least 1, got {args.workers}")
+    fractions = (args.dev_fraction, args.test_fraction)
+    if not all(math.isfinite(f) and f >= 0 for f in fractions) or sum(fractions) >= 1:
+        usage_error(f"--dev-fraction {args.dev_fraction} and --test-fraction {args.test_fraction} must not be "
+                    "negative and must leave audio for train (their sum below 1)")
     for split in SPLITS:
         path = os.path.join(args.out, split)
-        if os.path.exists(path):
-            if not args.overwrite:
-                sys.exit(f"error: {path} already exists; pass --overwrite to replace it")
-            shutil.rmtree(path)
-    os.makedirs(args.out, exist_ok=True)
+        if os.path.exists(path) and not args.overwrite:
+            usage_error(f"{path}: already exists; pass --overwrite to replace it")
+    try:  # the output directory must take files before anything is deleted or made
+        os.makedirs(args.out, exist_ok=True)
+        probe = os.path.join(args.out, f".write-test-{os.getpid()}")
+        open(probe, "wb").close()
+        os.remove(probe)
+    except OSError as e:
+        usage_error(f"{args.out}: output directory is not writable ({e.strerror})")
+    for split in SPLITS:
+        if os.path.exists(os.path.join(args.out, split)):
+            shutil.rmtree(os.path.join(args.out, split))
 
     total = args.hours * 3600
     targets = {"dev": total * args.dev_fraction, "test": total * args.test_fraction}
     targets["train"] = total - targets["dev"] - targets["test"]
     t0 = time.time()
     stats = {}
-    pool = Pool(args.workers) if args.workers > 1 else None
+    # concurrent.futures, not multiprocessing.Pool: a worker killed (OOM, kill -9) fails the run at once
+    # instead of leaving it waiting forever for that worker's utterances
+    pool = ProcessPoolExecutor(args.workers, mp_context=get_context("fork")) if args.workers > 1 else None
     try:
         with tqdm(total=round(total), unit="s", unit_scale=True, desc="seconds of audio", dynamic_ncols=True) as bar:
             for split in SPLITS:
                 stats[split] = generate_split(args.out, split, targets[split], args.seed, pool, args.workers, bar)
+    except BrokenProcessPool:
+        raise SystemExit(f"error: {args.out}: a worker process died (out of memory? killed?); the corpus is "
+                         "incomplete: run again with --overwrite") from None
     finally:
         if pool:
-            pool.close()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
     elapsed = time.time() - t0
     n = sum(s["utterances"] for s in stats.values())
     seconds = sum(s["seconds"] for s in stats.values())

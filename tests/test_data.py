@@ -382,10 +382,11 @@ def test_clear_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, needle", [(["--workers", "0"], "--workers must be at least 1"),  # once: hung
                                           (["--dev-fraction", "1.5"], "must leave audio for train")])
-def test_synthetic_corpus_options_fail_in_one_line(tmp_path, args, needle):
+def test_synthetic_corpus_options_fail_in_one_line(tmp_path, capsys, args, needle):
     import prepare_synthetic
 
     with pytest.raises(SystemExit) as e:
         prepare_synthetic.main(["--out", str(tmp_path / "s"), "--hours", "0.001", *args])
-    assert needle in str(e.value) and "\n" not in str(e.value)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err and err.count("\n") == 1
     assert not (tmp_path / "s").exists()  # checked before anything is written

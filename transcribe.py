@@ -17,6 +17,7 @@ and skipped; the others are still transcribed, and the exit code is 1.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ import torch
 from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioError, AudioFile, LongFormMel,
                    audio_source, pad_or_trim, window_frames, window_mel)
 from decoding import decode, detect_language, encode
+from files import atomic_write, remove_stale_temps
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: CPU only
@@ -223,7 +225,10 @@ def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, languag
     (log_mel_spectrogram(pad_or_trim(window))) and decoded on its own, one segment per window."""
 
     audio = audio_source(audio)
-    language = check_language(model, language, task) or "en"
+    known = check_language(model, language, task)
+    # no detection on windows this short: a multilingual model is assumed to hear English, at no
+    # stated probability
+    language, probability = (known, 1.0) if known else ("en", None)
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
     n_window = window_frames(model.dims.n_audio_ctx)
     cuts = [(s, e) for s, e in silence_cuts(audio, len(audio) // HOP_LENGTH, n_window)
@@ -241,7 +246,7 @@ def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, languag
                                      temperature=r.temperature, avg_logprob=r.avg_logprob,
                                      compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob))
     return dict(text=" ".join(s["text"].strip() for s in segments), segments=segments, language=language,
-                language_probability=None)
+                language_probability=probability)
 
 
 def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timestamps, last_speech=0.0):
@@ -311,10 +316,11 @@ def check_language(model, language, task):
 
 
 def resolve_language(model, mel: LongFormMel, language, task):
-    """(code, probability): the given language, or the one detected on the first 30 s."""
+    """(code, probability): the given language (or English, for an English-only model) with
+    probability 1.0, as faster-whisper reports it, or the one detected on the first 30 s."""
     code = check_language(model, language, task)
     if code is not None:
-        return code, None
+        return code, 1.0
 
     first = pad_or_trim(mel.frames(0, min(N_FRAMES, max(mel.n_content, 1))), N_FRAMES).to(model.dtype)
     tokenizer = get_tokenizer(True, model.num_languages)
@@ -370,18 +376,35 @@ def to_json(result: dict) -> str:
 WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "json": to_json}
 
 
+def output_path(audio_path: str, output_dir: str, fmt: str) -> str:
+    """Where the `fmt` output of `audio_path` goes: <output_dir>/<the audio's stem>.<fmt>."""
+    return os.path.join(output_dir, f"{os.path.splitext(os.path.basename(audio_path))[0]}.{fmt}")
+
+
 def write_outputs(result: dict, audio_path: str, output_dir: str, formats: list) -> list:
-    """One file per format, named after the audio; written to a temp name first, then renamed."""
-    stem = os.path.splitext(os.path.basename(audio_path))[0]
+    """One file per format, named after the audio, each written atomically (files.atomic_write);
+    temporaries that a killed run left beside an output are removed first."""
     written = []
     for fmt in formats:
-        path = os.path.join(output_dir, f"{stem}.{fmt}")
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        path = output_path(audio_path, output_dir, fmt)
+        remove_stale_temps(path)
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write(WRITERS[fmt](result))
-        os.replace(tmp, path)
         written.append(path)
     return written
+
+
+def same_outputs(paths: list, output_dir: str, formats: list) -> list:
+    """[(first input, second input, output)] for inputs whose outputs would have one name, e.g.
+    a/x.flac and b/x.ogg both writing x.txt. They are refused before any work, rather than named
+    apart: a renamed output (x-1.txt) would leave the user to guess which input it came from."""
+    seen, clashes = {}, []
+    for path in paths:
+        out = os.path.normcase(os.path.abspath(output_path(path, output_dir, formats[0])))
+        if out in seen and os.path.abspath(seen[out]) != os.path.abspath(path):
+            clashes.append((seen[out], path, output_path(path, output_dir, formats[0])))
+        seen.setdefault(out, path)
+    return clashes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -393,9 +416,10 @@ def default_device() -> str:
 
 
 def temperatures(start: float, increment: float) -> tuple:
+    """start, start + increment, ... up to 1.0; a start above 1.0 is tried alone, not skipped."""
     if increment is None or increment <= 0:
         return (start,)
-    return tuple(np.arange(start, 1.0 + 1e-6, increment).round(2).tolist())
+    return tuple(np.arange(start, 1.0 + 1e-6, increment).round(2).tolist()) or (start,)
 
 
 def positive_int(x: str) -> int:
@@ -405,9 +429,54 @@ def positive_int(x: str) -> int:
     return value
 
 
-def none_if_negative(x: str):
+def number(x: str) -> float:
+    """A float that is a number: NaN compares false with everything, so it would quietly switch
+    a threshold off or make a temperature undefined."""
     value = float(x)
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"expected a number, got {x}")
+    return value
+
+
+def finite_number(x: str) -> float:
+    value = number(x)
+    if math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {x}")
+    return value
+
+
+def temperature(x: str) -> float:
+    value = finite_number(x)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a temperature of 0 or more, got {x}")
+    return value
+
+
+def positive_number(x: str) -> float:
+    value = finite_number(x)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {x}")
+    return value
+
+
+def fraction(x: str) -> float:
+    value = finite_number(x)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {x}")
+    return value
+
+
+def none_if_negative(x: str):
+    value = number(x)
     return None if value < 0 else value
+
+
+def token_ids(x: str) -> str:
+    """--suppress-tokens as given, once every comma-separated item is a token id or -1."""
+    items = [item.strip() for item in x.split(",") if item.strip()]
+    if not all(item == "-1" or (item.isascii() and item.isdigit()) for item in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated token ids (or -1), got {x!r}")
+    return x
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -429,16 +498,19 @@ def main(argv=None) -> int:
     p.add_argument("--task", choices=["transcribe", "translate"], default="transcribe")
     p.add_argument("--beam-size", type=positive_int, default=5, help="beam width at temperature 0; 1 decodes greedily")
     p.add_argument("--best-of", type=positive_int, default=5, help="samples per window when falling back to temperature > 0")
-    p.add_argument("--patience", type=float, default=None, help="beam search patience (finished candidates = beam * patience)")
-    p.add_argument("--length-penalty", type=float, default=None, help="alpha of Google NMT's length penalty (default: divide by length)")
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--temperature-increment-on-fallback", type=float, default=0.2, help="0 disables the fallback")
+    p.add_argument("--patience", type=positive_number, default=None,
+                   help="beam search patience (finished candidates = beam * patience)")
+    p.add_argument("--length-penalty", type=fraction, default=None,
+                   help="alpha of Google NMT's length penalty, 0 to 1 (default: divide by length)")
+    p.add_argument("--temperature", type=temperature, default=0.0)
+    p.add_argument("--temperature-increment-on-fallback", type=finite_number, default=0.2,
+                   help="0 disables the fallback")
     p.add_argument("--compression-ratio-threshold", type=none_if_negative, default=2.4, help="negative disables")
     p.add_argument("--logprob-threshold", type=none_if_negative_or_any, default=-1.0, help="'none' disables")
     p.add_argument("--no-speech-threshold", type=none_if_negative, default=0.6, help="negative disables")
     p.add_argument("--condition-on-previous-text", type=str_to_bool, default=True)
     p.add_argument("--initial-prompt", default=None, help="text to condition the first window on (names, spelling)")
-    p.add_argument("--suppress-tokens", default="-1", help="comma-separated ids; -1 is the non-speech symbols")
+    p.add_argument("--suppress-tokens", type=token_ids, default="-1", help="comma-separated ids; -1 is the non-speech symbols")
     p.add_argument("--word-timestamps", action="store_true", help="word timings from cross-attention (DTW)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="decode windows cut at silences N at a time")
     p.add_argument("--output-format", choices=["txt", "srt", "vtt", "json", "tsv", "all"], default=None,
@@ -446,15 +518,27 @@ def main(argv=None) -> int:
     p.add_argument("--output-dir", default=None, help="where --output-format files go (default: .)")
     args = p.parse_args(argv)
 
-    from pretrained import CheckpointError, from_pretrained
+    from pretrained import CheckpointError, check_device, from_pretrained
 
-    device = args.device or default_device()
+    try:  # every option is checked before the model is loaded or an output written
+        device = check_device(args.device or default_device())
+        if args.dtype == "int8" and device != "cpu":
+            raise ValueError("--dtype int8 runs on the CPU only; on a GPU use fp16 or bf16")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = DTYPES[args.dtype or ("fp16" if device.startswith("cuda") else "fp32")]
     output_dir = args.output_dir or ("." if args.output_format else None)
     formats = None if not args.output_format else (list(WRITERS) if args.output_format == "all" else [args.output_format])
     if output_dir is not None:
+        formats = formats or ["txt"]
+        if clashes := same_outputs(args.files, output_dir, formats):
+            first, second, out = clashes[0]
+            print(f"error: {first} and {second} would both be written to {out}; transcribe them into different "
+                  "--output-dir directories, or rename one", file=sys.stderr)
+            return 2
         try:
             os.makedirs(output_dir, exist_ok=True)
             probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
@@ -463,11 +547,8 @@ def main(argv=None) -> int:
         except OSError as e:
             print(f"error: {output_dir}: output directory is not writable ({e.strerror})", file=sys.stderr)
             return 2
-        formats = formats or ["txt"]
     try:
         t0 = time.time()
-        if args.dtype == "int8" and device != "cpu":
-            raise ValueError("--dtype int8 runs on the CPU only; on a GPU use fp16 or bf16")
         model = from_pretrained(args.model, device=device, dtype=dtype)
         if args.dtype == "int8":
             from quantize import quantize_int8
@@ -475,6 +556,8 @@ def main(argv=None) -> int:
             model = quantize_int8(model)
         print(f"loaded {args.model} on {device} in {time.time() - t0:.1f}s", file=sys.stderr)
         check_language(model, args.language, args.task)
+        if too_big := [t for t in args.suppress_tokens.split(",") if t.strip() and int(t) >= model.dims.n_vocab]:
+            raise ValueError(f"--suppress-tokens {too_big[0].strip()}: the model's tokens are 0 to {model.dims.n_vocab - 1}")
     except (CheckpointError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -499,7 +582,8 @@ def main(argv=None) -> int:
             failed += 1
             continue
         seconds = len(audio) / SAMPLE_RATE
-        detected = "" if result["language_probability"] is None else \
+        was_detected = model.is_multilingual and args.language is None and result["language_probability"] is not None
+        detected = "" if not was_detected else \
             f", detected {LANGUAGES[result['language']]} (p={result['language_probability']:.2f})"
         print(f"{path}: {seconds:.1f}s of audio in {time.time() - t0:.1f}s{detected}", file=sys.stderr)
         if formats:
@@ -526,7 +610,7 @@ def str_to_bool(x: str) -> bool:
 
 
 def none_if_negative_or_any(x: str):
-    return None if x.lower() == "none" else float(x)
+    return None if x.lower() == "none" else number(x)
 
 
 def exit_now(code: int):

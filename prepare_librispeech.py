@@ -177,11 +177,15 @@ def hf_items(name, config, splits, text_column, audio_column, streaming, val_fra
 
     has_val = any(split_of(s) == "val" for s in splits)
     for hf_split in splits:
-        ds = datasets.load_dataset(name, config, split=hf_split, streaming=streaming)
+        try:
+            ds = datasets.load_dataset(name, config, split=hf_split, streaming=streaming)
+        except Exception as e:  # not found, no network, a bad config or split name: datasets says which
+            raise SystemExit(f"error: {name} ({config or 'default'}, {hf_split}): cannot load "
+                             f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})")
         columns = list(ds.features) if ds.features else []
         for needed in (text_column, audio_column):
             if columns and needed not in columns:
-                raise SystemExit(f"error: {name} ({hf_split}): no column {needed!r}; columns are {', '.join(columns)}")
+                raise OptionError(f"{name} ({hf_split}): no column {needed!r}; columns are {', '.join(columns)}")
         speaker_col = next((c for c in ("speaker_id", "client_id", "speaker") if c in columns), None)
         if isinstance(ds.features.get(audio_column) if ds.features else None, datasets.Audio):
             ds = ds.cast_column(audio_column, datasets.Audio(decode=False))  # we decode with load_audio
@@ -405,6 +409,10 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+class OptionError(ValueError):
+    """An option that turns out wrong only once the data is open (an HF column that isn't there)."""
+
+
 def usage_error(message: str):
     """A bad option or input found before any work: one line on stderr, exit code 2."""
     print(f"error: {message}", file=sys.stderr)
@@ -496,7 +504,10 @@ def main(argv=None):
     write_json(config_path, config, indent=1)
 
     t0 = time.time()
-    manifests, skipped = prepare(items, out, cfg, args.workers, args.shard_size, total, source)
+    try:
+        manifests, skipped = prepare(items, out, cfg, args.workers, args.shard_size, total, source)
+    except OptionError as e:  # said here, once the progress bar has closed its line
+        usage_error(str(e))
     meta = write_outputs(out, manifests, skipped, config)
     elapsed = time.time() - t0
     n_items = sum(len(m) for m in manifests.values()) + len(skipped)

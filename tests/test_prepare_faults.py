@@ -220,3 +220,25 @@ def test_the_command_line_itself_says_one_line(corpus, tmp_path):
                            "--val-fraction", "-0.5"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == "error: --val-fraction must be at least 0 and below 1, got -0.5\n"
+
+
+def test_hf_missing_column_or_dataset_is_one_line(tmp_path, monkeypatch, capsys):
+    import datasets
+
+    local = datasets.Dataset.from_list([dict(audio="x.wav", sentence="Hello.")])
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, split=None, streaming=False: local)
+    with pytest.raises(SystemExit) as e:
+        prep.main(["--hf", "fake/cv", "--out", str(tmp_path / "o"), "--workers", "1"])  # --text-column text
+    err = capsys.readouterr().err
+    assert e.value.code == 2  # the error is the last line, after the progress bar's
+    assert err.endswith("\nerror: fake/cv (train): no column 'text'; columns are audio, sentence\n")
+    assert "Traceback" not in err
+
+    def missing(name, config=None, split=None, streaming=False):
+        raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub or cannot be accessed.\nmore text")
+
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(SystemExit) as e:
+        prep.main(["--hf", "fake/nothing", "--out", str(tmp_path / "o2"), "--workers", "1"])
+    assert str(e.value) == ("error: fake/nothing (default, train): cannot load (FileNotFoundError: Dataset "
+                            "'fake/nothing' doesn't exist on the Hub or cannot be accessed.)")

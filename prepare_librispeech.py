@@ -298,7 +298,11 @@ def start_pool(workers: int, cfg: dict) -> ProcessPoolExecutor:
     BrokenProcessPool, where multiprocessing.Pool would wait for them forever."""
     pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"), initializer=init_worker,
                                initargs=(cfg, os.getpid()))
-    pool.submit(os.getpid).result()  # fork them all now, before this process starts threads of its own
+    try:
+        pool.submit(os.getpid).result()  # fork them all now, before this process starts threads of its own
+    except BrokenProcessPool:
+        raise SystemExit(f"error: {workers} worker processes could not start (out of memory?); "
+                         "try fewer --workers") from None
     return pool
 
 
@@ -368,6 +372,8 @@ def prepare(items, out: str, cfg: dict, workers: int, shard_size: int, total=Non
                 pool = start_pool(workers, cfg)
                 again = run_items(pool, [shard_items[i] for i in lost], bar)
                 if any(r is None for r in again):
+                    twice = [shard_items[i]["id"] for i, r in zip(lost, again) if r is None]
+                    ids = ", ".join(twice[:5]) + (", ..." if len(twice) > 5 else "")
                     raise SystemExit(f"error: {shard}: worker processes died twice on the items {ids}; "
                                      f"the finished shards are kept, so a rerun resumes from here "
                                      f"(with more memory or fewer --workers if they ran out of it)")

@@ -13,7 +13,9 @@ that are decoded N at a time with no conditioning between them: the fast path on
 
 With one file and the default text output, stdout is the transcript and nothing else; progress,
 the detected language and errors go to stderr. A file that can't be read is reported in one line
-and skipped; the others are still transcribed, and the exit code is 1.
+and skipped; the others are still transcribed, and the exit code is 1. A bad option is one line
+and exit code 2 before any work; so are two inputs whose outputs would share a name (a/x.flac and
+b/x.ogg with --output-format txt): they are refused rather than renamed apart.
 """
 import argparse
 import json

@@ -298,7 +298,8 @@ def cpu_systems(args, checkpoint: str, ct2) -> tuple:
 
 def every_cpu_system(batch_size: int, checkpoint: str, ct2) -> list:
     """Part (a)'s rows, installed or not: (name, worker argv)."""
-    n, ours, fw = str(batch_size), ["--worker", "ours", "--model", checkpoint], ["--worker", "faster-whisper", "--model", ct2]
+    n = str(batch_size)
+    ours, fw = ["--worker", "ours", "--model", checkpoint], ["--worker", "faster-whisper", "--model", ct2]
     return [
         ("ours fp32", ours + ["--dtype", "fp32"]),
         ("ours int8", ours + ["--dtype", "int8"]),

@@ -4,7 +4,8 @@ Audio in, log-mel out: the only front end in the repo.
 Everything that feeds the model (prepare, train, transcribe, eval, inquiry) goes through
 `load_audio` and `log_mel_spectrogram` here, so what the model sees in training is exactly what
 it sees at inference. The mel recipe is Whisper's: 16 kHz, 25 ms Hann window (n_fft 400), 10 ms
-hop, Slaney mel filterbank, log10, clamp to (max - 8), then (x + 4) / 4.
+hop, Slaney mel filterbank, log10, clamp to (max - 8), then (x + 4) / 4. Long files are read
+through `AudioFile` (the same decoding, a span at a time) and framed by `LongFormMel`.
 """
 import os
 import shutil
@@ -145,7 +146,10 @@ def _decoded_blocks(f, sr: int, name: str):
 
 
 def check_finite(samples, name: str, offset: int = 0, sr: int = SAMPLE_RATE):
-    """AudioError at the first NaN or infinite sample; `offset` is the position of samples[0]."""
+    """AudioError at the first NaN or infinite sample; `offset` is the position of samples[0].
+
+    An error rather than zeroing the samples with a warning: a file with one NaN is damaged, the
+    user should know which and where, and eval and prepare skip it like any unreadable file."""
     finite = np.isfinite(samples)
     if not finite.all():
         i = int(np.argmin(finite))

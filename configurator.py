@@ -21,8 +21,11 @@ def _check(key, value, config, where):
     if key not in config:
         raise ConfigError(f"{where}: unknown config key '{key}' (known: {', '.join(sorted(config))})")
     default = config[key]
-    # None defaults take anything; an int is fine where a float is expected (1e-3 vs 1); bools are strict
-    if default is None or value is None or isinstance(value, type(default)):
+    # None defaults take anything; an int is fine where a float is expected (1e-3 vs 1); bools are
+    # strict both ways: True is an int to Python, but --batch_size=True is a mistake, not a 1
+    if default is None or value is None:
+        return value
+    if isinstance(value, type(default)) and isinstance(value, bool) == isinstance(default, bool):
         return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

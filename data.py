@@ -3,7 +3,7 @@ The shard format: batches for training and evaluation from the shards prepare_li
 and the writer of those shards (save_shard, write_outputs), so the format has one home.
 
     loader = ShardLoader("data/librispeech", "train", batch_size=16, rank=rank, world_size=world_size)
-    mel, tokens_in, targets = loader.next_batch()   # [B, n_mels, n_frames], [B, T], [B, T]
+    mel, tokens_in, targets, rows = loader.next_batch()   # [B, n_mels, n_frames], [B, T], [B, T], B lists of entries
     loss = F.cross_entropy(logits.view(-1, V), targets.view(-1), ignore_index=-100)
 
     for mel, tokens_in, targets, entries in iterate_batches("data/librispeech", "val", 16):  # in order
@@ -124,6 +124,8 @@ class ShardLoader:
     equal strided slices, one per rank; each rank walks its slice batch by batch and drops the last
     incomplete batch, so all ranks take the same number of steps per epoch. The position
     (epoch, step) is the whole state: state_dict()/load_state_dict() resume at the exact next batch.
+    next_batch() returns (mel, tokens_in, targets, rows): rows[i] lists the manifest entries in row i
+    (one, or several when packed), whose texts, frames and durations the trainer needs too.
     With pack=True a row takes utterances from the slice while they fit, so a batch holds a varying
     number of them, and the position is (epoch, index into the slice); a rank that reaches the end
     of its slice starts its next epoch within the batch.
@@ -145,7 +147,7 @@ class ShardLoader:
                              f"too few for batch_size {batch_size} x world_size {world_size}")
         self.steps_per_epoch = self.per_rank // batch_size
         self.shards = _Shards(data_dir, split)
-        self.epoch, self.step, self.position, self.last_rows = 0, 0, 0, []
+        self.epoch, self.step, self.position = 0, 0, 0
         self._order = self._epoch_order(0)
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -170,13 +172,12 @@ class ShardLoader:
             self._order = self._epoch_order(self.epoch)
         index = self._order[self.step * self.batch_size: (self.step + 1) * self.batch_size]
         self.step += 1
-        batch = [self.entries[i] for i in index]
-        self.last_rows = [[e["id"]] for e in batch]
+        rows = [[self.entries[i]] for i in index]
         n_frames = self.n_frames
         if self.bucket:
-            longest = max(e["frames"] for e in batch) + BUCKET_MARGIN
+            longest = max(row[0]["frames"] for row in rows) + BUCKET_MARGIN
             n_frames = min(n_frames, -(-longest // BUCKET_QUANTUM) * BUCKET_QUANTUM)
-        return collate(batch, self.shards, self.n_mels, n_frames, self.eot)
+        return (*collate(rows, self.shards, self.n_mels, n_frames, self.eot), rows)
 
     def _next_entry(self) -> dict:
         if self.position == len(self._order):
@@ -193,13 +194,7 @@ class ShardLoader:
                    and sum(e["frames"] for e in row) + self.entries[self._order[self.position]]["frames"] <= self.n_frames):
                 row.append(self._next_entry())
             rows.append(row)
-        self.last_rows = [[e["id"] for e in row] for row in rows]
-        return collate(rows, self.shards, self.n_mels, self.n_frames, self.eot)
-
-    @property
-    def last_ids(self) -> list:
-        """The ids of the utterances in the last batch, row by row."""
-        return [i for row in self.last_rows for i in row]
+        return (*collate(rows, self.shards, self.n_mels, self.n_frames, self.eot), rows)
 
     def state_dict(self) -> dict:
         return dict(epoch=self.epoch, step=self.step, position=self.position, seed=self.seed, rank=self.rank,

@@ -17,8 +17,9 @@ format plus optimizer, config, iteration, RNG states and every rank's loader pos
 import json
 import math
 import os
-import shutil
+import re
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
 
@@ -26,6 +27,17 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+from audio import window_frames
+from configurator import ConfigError
+from configurator import apply as apply_config
+from data import ShardLoader, iterate_batches, read_meta
+from decoding import transcribe_windows
+from files import atomic_write, remove_stale_temps, temp_name
+from metrics import word_error_rate
+from model import ModelDimensions, Whisper, flops_per_utterance
+from pretrained import CheckpointError, from_pretrained, official_names, save_checkpoint
+from tokenizer import tokenizer_for
 
 # -----------------------------------------------------------------------------------------------
 # defaults (a config file or --key=value overrides any of these)
@@ -51,8 +63,6 @@ n_text_state = 384
 n_text_head = 6
 n_text_layer = 4
 dropout = 0.0  # residual dropout in every block (Whisper used none)
-token_dropout = 0.0  # replace this fraction of the decoder's input text tokens by random ones (targets unchanged)
-label_smoothing = 0.0  # move this much of each target's probability onto the whole vocabulary (never in val loss)
 ctc_weight = 0.0  # > 0: add this times a CTC loss over characters on the encoder's output (see below)
 # About ctc_weight: an attention decoder trained from scratch first learns the language of its
 # transcripts and only much later makes its cross-attention follow the audio. A CTC loss on the
@@ -61,9 +71,9 @@ ctc_weight = 0.0  # > 0: add this times a CTC loss over characters on the encode
 # The head is a training aid: checkpoints keep it under "ctc_head", outside the openai-format model.
 # About n_audio_ctx: the encoder turns 2 * n_audio_ctx mel frames (10 ms each) into n_audio_ctx audio
 # tokens. Whisper always pads to 30 s (1500), so a 5 s clip costs as much as 30 s of speech. A model
-# trained from scratch on short clips can use a shorter window (500 = 10 s): it is ~3x cheaper per
-# clip, the loader skips (and counts) utterances longer than the window, and the checkpoint records
-# n_audio_ctx so eval.py pads audio to the same window. Official models keep 1500.
+# trained from scratch on short clips can use a shorter window (500 = 10 s, a third of the cost); the
+# loader skips (and counts) utterances longer than the window, and the checkpoint records n_audio_ctx
+# so eval.py pads audio to the same window. Official models keep 1500.
 # data
 batch_size = 16  # rows (windows) per micro-step per process: one utterance each, or several with pack
 pack = False  # fill each window with consecutive utterances while they fit, instead of one and padding
@@ -111,47 +121,61 @@ config_keys = [k for k, v in globals().items() if not k.startswith("_") and isin
 config = {k: globals()[k] for k in config_keys}
 
 
-def fail(message: str):
-    """One line on stderr, exit code 2: for bad configs and inputs, no traceback."""
+def fail(message: str, code: int = 2):
+    """One line on stderr and the exit code: 2 for bad options and inputs, 1 for a run gone wrong."""
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
-
-from configurator import ConfigError, apply as apply_config  # noqa: E402
 
 try:
-    config_files = apply_config(sys.argv[1:], config)
+    apply_config(sys.argv[1:], config)
 except ConfigError as e:
     fail(str(e))
 globals().update(config)
 
-from data import ShardLoader, iterate_batches, read_meta  # noqa: E402
-from decoding import transcribe_windows  # noqa: E402
-from metrics import word_error_rate  # noqa: E402
-from model import ModelDimensions, Whisper, flops_per_utterance  # noqa: E402
-from pretrained import CheckpointError, from_pretrained, load_checkpoint, official_names, save_checkpoint  # noqa: E402
-from tokenizer import tokenizer_for  # noqa: E402
-
-# check what can be checked before any process group or data is touched
-resume_path = os.path.join(out_dir, "ckpt.pt")
+# every option is checked before any work: a mistake costs one line, not a traceback minutes later
+for rule, ok, keys in (
+    ("be at least 1", lambda v: v >= 1, ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval",
+                                         "eval_iters", "eval_sample_len", "text_pad_multiple", "n_mels", "n_audio_ctx",
+                                         "n_audio_state", "n_audio_head", "n_audio_layer", "n_text_ctx", "n_text_state",
+                                         "n_text_head", "n_text_layer")),
+    ("not be negative", lambda v: v >= 0, ("max_iters", "warmup_iters", "lr_decay_iters", "eval_wer_utts",
+                                           "profile_steps", "profile_skip", "freq_masks", "freq_mask_width", "time_masks",
+                                           "time_mask_width", "min_lr", "weight_decay", "grad_clip", "ctc_weight",
+                                           "max_minutes")),
+    ("be positive", lambda v: v > 0, ("learning_rate", "eps")),
+    ("be in [0, 1)", lambda v: 0 <= v < 1, ("dropout", "beta1", "beta2")),
+):
+    for key in keys:
+        if not ok(config[key]):
+            fail(f"{key}={config[key]!r}: must {rule}")
+for key, choices in (("lr_schedule", ("cosine", "linear")), ("dtype", ("auto", "float32", "bfloat16"))):
+    if config[key] not in choices:
+        fail(f"{key}={config[key]!r}: expected one of {', '.join(map(repr, choices))}")
+for state, head in (("n_audio_state", "n_audio_head"), ("n_text_state", "n_text_head")):
+    if config[state] % config[head]:
+        fail(f"{state}={config[state]} is not a multiple of {head}={config[head]}")
+if pack and bucket:
+    fail("pack=True and bucket=True are two answers to the same padding; choose one")
+if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+    fail(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+if device.startswith("cuda") and not torch.cuda.is_available():
+    fail(f"device={device!r}: no CUDA device is available to this PyTorch ({torch.__version__}); use --device=cpu")
+if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+    fail(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+resume_path, best_path = os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "best.pt")
 if init_from == "resume" and not os.path.isfile(resume_path):
     fail(f"init_from='resume' but {resume_path} does not exist")
 if init_from not in ("scratch", "resume") and init_from not in official_names() and not os.path.exists(init_from):
     fail(f"init_from={init_from!r}: expected 'scratch', 'resume', an official model name "
          f"({', '.join(official_names())}), or an existing checkpoint file or CTranslate2 directory")
-for key in ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval", "eval_iters", "eval_sample_len",
-            "text_pad_multiple"):
-    if config[key] < 1:
-        fail(f"{key}={config[key]}: must be at least 1")
-for key in ("max_iters", "warmup_iters", "eval_wer_utts", "profile_steps", "profile_skip"):
-    if config[key] < 0:
-        fail(f"{key}={config[key]}: must not be negative")
-if lr_schedule not in ("cosine", "linear"):
-    fail(f"lr_schedule={lr_schedule!r}: expected 'cosine' or 'linear'")
-if dtype not in ("auto", "float32", "bfloat16"):
-    fail(f"dtype={dtype!r}: expected 'auto', 'float32' or 'bfloat16'")
 if not os.path.isfile(os.path.join(data_dir, "meta.json")):
     fail(f"data_dir={data_dir!r}: no meta.json; run prepare_librispeech.py --out {data_dir} first")
+try:  # made here, so that a run can't train for hours and then find it can't save
+    os.makedirs(out_dir, exist_ok=True)
+    tempfile.TemporaryFile(dir=out_dir).close()
+except OSError as e:
+    fail(f"out_dir={out_dir!r}: not writable ({e.strerror or e})")
 
 # -----------------------------------------------------------------------------------------------
 # processes and devices: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
@@ -189,36 +213,44 @@ def log(message: str):
 # model
 iter_num, best_val_loss, checkpoint, train_seconds = 0, float("inf"), None, 0.0
 meta = read_meta(data_dir)
-try:
-    if init_from == "scratch":  # the vocabulary the data was tokenised with decides n_vocab
-        dims = ModelDimensions(n_mels, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer, meta.get("n_vocab", 51864),
-                               n_text_ctx, n_text_state, n_text_head, n_text_layer)
-        model = Whisper(dims).init_weights()
-    elif init_from == "resume":
-        model = load_checkpoint(resume_path)  # the model part, whatever config it was trained with
+if init_from == "scratch":  # the vocabulary the data was tokenised with decides n_vocab
+    whisper = Whisper(ModelDimensions(n_mels, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer,
+                                      meta.get("n_vocab", 51864), n_text_ctx, n_text_state, n_text_head,
+                                      n_text_layer)).init_weights()
+elif init_from == "resume":  # everything comes from this one load: model, optimizer, positions, RNG states
+    try:
         checkpoint = torch.load(resume_path, map_location="cpu", weights_only=True)
-        iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
-        train_seconds = checkpoint.get("train_seconds", 0.0)
-        changed = {k: (v, config[k]) for k, v in checkpoint["config"].items() if k in config and config[k] != v}
-        for key, (old, new) in changed.items():
-            if key not in ("init_from", "max_iters", "eval_interval", "log_interval", "eval_only"):
-                log(f"note: {key} was {old!r} in the checkpoint, now {new!r}")
-    else:
-        model = from_pretrained(init_from)  # fp32, CPU
-except CheckpointError as e:
-    fail(str(e))
-dims = model.dims
-for module in model.modules():  # models come without dropout; this run's setting applies
+    except Exception as e:  # noqa: BLE001 (whatever torch raises; not its message, which suggests loading unsafely)
+        fail(f"{resume_path}: not a readable checkpoint ({type(e).__name__})")
+    missing = [k for k in ("dims", "model_state_dict", "optimizer", "iter_num", "best_val_loss", "loader_states",
+                           "rng_states", "config") if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        fail(f"{resume_path}: no training state to resume ({', '.join(missing)} missing); to start from its "
+             f"weights, use --init_from={resume_path} with another out_dir")
+    whisper = Whisper(ModelDimensions(**checkpoint["dims"]))
+    whisper.load_state_dict(checkpoint["model_state_dict"])
+    whisper.alignment_heads = [tuple(h) for h in checkpoint.get("alignment_heads", whisper.alignment_heads)]
+    iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
+    train_seconds = checkpoint.get("train_seconds", 0.0)
+    for key, old in checkpoint["config"].items():
+        if key in config and config[key] != old and key not in ("init_from", "max_iters", "eval_interval",
+                                                                 "log_interval", "eval_only"):
+            log(f"note: {key} was {old!r} in the checkpoint, now {config[key]!r}")
+else:
+    try:
+        whisper = from_pretrained(init_from)  # fp32, CPU
+    except CheckpointError as e:
+        fail(str(e))
+dims = whisper.dims
+for module in whisper.modules():  # models come without dropout; this run's setting applies
     if isinstance(module, torch.nn.Dropout):
         module.p = dropout
-model.to(device).train()
-n_frames = 2 * dims.n_audio_ctx  # mel frames per window
+n_frames = window_frames(dims.n_audio_ctx)
 tokenizer = tokenizer_for(dims)
 if meta.get("eot") != tokenizer.eot or meta.get("n_mels", 80) != dims.n_mels:
     fail(f"{data_dir}/meta.json: prepared for eot={meta.get('eot')} and n_mels={meta.get('n_mels')}, "
          f"but the model has eot={tokenizer.eot} and n_mels={dims.n_mels}")
-n_params = sum(p.numel() for p in model.parameters())
-log(f"model: {n_params / 1e6:.1f}M parameters, {dims}")
+log(f"model: {sum(p.numel() for p in whisper.parameters()) / 1e6:.1f}M parameters, {dims}")
 window_note = ", each batch's cut to its longest clip (bucket)" if bucket else ""
 log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames){window_note}; {world_size} process(es) on {device}, {dtype}; "
     f"global batch {batch_size * gradient_accumulation_steps * world_size} {'packed windows' if pack else 'utterances'}")
@@ -237,22 +269,22 @@ class Trainee(torch.nn.Module):
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor):
         audio = self.whisper.encoder(mel)
         logits = self.whisper.decoder(tokens, audio)
-        if device_type != "cpu":  # the CPU's loss reads bf16 logits (see the loss); elsewhere the loss is fp32
+        if device_type != "cpu":  # the CPU's loss reads autocast's bf16 logits (see the loss), a GPU's fp32
             logits = logits.float()
         return logits, self.ctc_head(audio) if self.ctc_head is not None else None
 
 
-trainee = Trainee(model).to(device)
+model = Trainee(whisper).to(device).train()
 if checkpoint is not None:
-    if ("ctc_head" in checkpoint) != (trainee.ctc_head is not None):
+    if ("ctc_head" in checkpoint) != (model.ctc_head is not None):
         fail(f"{resume_path}: trained with{'' if 'ctc_head' in checkpoint else 'out'} a CTC head; resume with the same "
              f"ctc_weight setting ({'> 0' if 'ctc_head' in checkpoint else '0'})")
-    if trainee.ctc_head is not None:
-        trainee.ctc_head.load_state_dict(checkpoint["ctc_head"])
+    if model.ctc_head is not None:
+        model.ctc_head.load_state_dict(checkpoint["ctc_head"])
 
 # optimizer: weight decay on matrices, embeddings and convs, not on biases and LayerNorm gains
-decay = [p for p in trainee.parameters() if p.requires_grad and p.dim() >= 2]
-no_decay = [p for p in trainee.parameters() if p.requires_grad and p.dim() < 2]
+decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
 optimizer = torch.optim.AdamW(
     [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
     lr=learning_rate, betas=(beta1, beta2), eps=eps, fused=True,  # fused kernels on CUDA and CPU (torch >= 2.4)
@@ -260,12 +292,12 @@ optimizer = torch.optim.AdamW(
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint["optimizer"])
 
-raw_model, model = model, trainee  # eval, decoding and saving always use the plain Whisper
 if compile:
     log("compiling the model...")
     model = torch.compile(model)
 if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+raw_model = model.module if ddp else model  # without the DDP wrapper; its .whisper is evaluated and saved unwrapped
 
 # -----------------------------------------------------------------------------------------------
 # data
@@ -279,7 +311,6 @@ try:
         torch.set_rng_state(checkpoint["rng_states"][rank]["cpu"])
         if device_type == "cuda" and checkpoint["rng_states"][rank]["cuda"] is not None:
             torch.cuda.set_rng_state(checkpoint["rng_states"][rank]["cuda"])
-    entries_by_id = {e["id"]: e for e in loader.entries}  # durations for the audio-s/s figure, texts for CTC
     # fixed val subsets: the first eval_iters batches for the loss, the first eval_wer_utts for the WER
     val_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_iters * batch_size))
     wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_wer_utts)) if eval_wer_utts else []
@@ -289,6 +320,7 @@ if not val_batches:
     fail(f"{data_dir}: the val split is empty; the loss can't be evaluated")
 wer_mels = [mel for batch in wer_batches for mel in batch[0]]
 wer_refs = [e["text"] for batch in wer_batches for e in batch[3]]
+del checkpoint  # all of it is in place now; a large model's copy would only take memory
 
 
 def lr_at(it: int, seconds: float) -> float:
@@ -323,21 +355,21 @@ def spec_augment_(mel: torch.Tensor) -> torch.Tensor:
 
 
 def ctc_targets(rows: list) -> tuple:
-    """CTC's inputs for a batch of rows of utterance ids: each row's characters (lower case, other
-    symbols dropped, its utterances joined by spaces) concatenated, their counts, and the audio tokens
-    each row fills (2 mel frames each, the rest is padding)."""
+    """CTC's inputs for a batch's rows (each a list of manifest entries): each row's characters
+    (lower case, other symbols dropped, its utterances joined by spaces) concatenated, their counts,
+    and the audio tokens each row fills (2 mel frames each, the rest is padding)."""
     def letters(text: str) -> str:
         return " ".join("".join(c for c in text.lower() if c in CTC_CHARS).split())
-    texts = [" ".join(filter(None, (letters(entries_by_id[i]["text"]) for i in row))) for row in rows]
+    texts = [" ".join(filter(None, (letters(e["text"]) for e in row))) for row in rows]
     chars = [1 + CTC_CHARS.index(c) for text in texts for c in text]
-    frames = [min(dims.n_audio_ctx, (sum(entries_by_id[i]["frames"] for i in row) + 1) // 2) for row in rows]
+    frames = [min(dims.n_audio_ctx, (sum(e["frames"] for e in row) + 1) // 2) for row in rows]
     return torch.tensor(chars, dtype=torch.long), torch.tensor([len(t) for t in texts]), torch.tensor(frames)
 
 
 def pad_text(tokens_in: torch.Tensor, targets: torch.Tensor) -> tuple:
     """A batch's text padded to a multiple of text_pad_multiple tokens (within n_text_ctx): eot in,
     ignored out, and causal attention keeps the padding from changing any real position. Why: on a
-    GPU, cuDNN attention plans each new shape once, ~3 ms of CPU a call (docs/bench.md, part b), and
+    GPU, cuDNN attention plans each new shape once, at a cost in CPU time (docs/bench.md, part b), and
     a batch's text length is a new shape for every decoder attention until all lengths were seen."""
     extra = min(-tokens_in.shape[1] % text_pad_multiple, dims.n_text_ctx - tokens_in.shape[1])
     return F.pad(tokens_in, (0, extra), value=tokenizer.eot), F.pad(targets, (0, extra), value=-100)
@@ -350,60 +382,61 @@ if device_type == "cuda":
     peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
 
 
-def all_reduce_sum(values: list) -> list:
+def all_reduce(values: list, op=dist.ReduceOp.SUM) -> list:
     if not ddp:  # no round trip through the GPU: reading it back would make the host wait for the last step
         return [float(v) for v in values]
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=op)
     return t.tolist()
 
 
 @torch.no_grad()
 def evaluate() -> dict:
     """Val loss (per target token) and greedy WER on the fixed subsets, split across processes."""
-    raw_model.eval()
+    net = raw_model.whisper
+    net.eval()
     loss_sum, n_tokens = 0.0, 0
     for i in range(rank, len(val_batches), world_size):
         mel, tokens_in, targets, _ = val_batches[i]
         with autocast:
-            logits = raw_model(mel.to(device), tokens_in.to(device))
+            logits = net(mel.to(device), tokens_in.to(device))
         loss_sum += F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), reduction="sum").item()
         n_tokens += int((targets != -100).sum())
-    loss_sum, n_tokens = all_reduce_sum([loss_sum, n_tokens])
+    loss_sum, n_tokens = all_reduce([loss_sum, n_tokens])
     result = {"val_loss": loss_sum / n_tokens}
     if wer_mels:
         mine = list(range(rank, len(wer_mels), world_size))
         with autocast:
-            texts = transcribe_windows(raw_model, [wer_mels[i] for i in mine], batch_size, eval_sample_len)
-        hyps = [None] * len(wer_mels)
-        gathered = [None] * world_size
+            texts = transcribe_windows(net, [wer_mels[i] for i in mine], batch_size, eval_sample_len)
+        gathered = [list(zip(mine, texts))]
         if ddp:
+            gathered = [None] * world_size
             dist.all_gather_object(gathered, list(zip(mine, texts)))
-        else:
-            gathered = [list(zip(mine, texts))]
-        for part in gathered:
-            for i, text in part:
-                hyps[i] = text
+        hyps = dict(pair for part in gathered for pair in part)
+        hyps = [hyps[i] for i in range(len(wer_mels))]
         result["wer"] = word_error_rate(wer_refs, hyps)
         result["example"] = {"ref": wer_refs[0], "hyp": hyps[0]}
-    raw_model.train()
+    net.train()
     return result
 
 
-def save(path: str, extra: dict):
-    """All processes call this: every rank's loader position and RNG state go into the checkpoint."""
+def save(improved: bool, extra: dict):
+    """All processes call this: every rank's loader position and RNG state go into the checkpoint.
+    best.pt is written before ckpt.pt, each atomically. Killed between the two, the run resumes from
+    the ckpt.pt of the eval before, whose best_val_loss is the one before this eval: it trains the same
+    steps again, finds the same improvement and rewrites best.pt, so the two always agree."""
     state = {"loader": loader.state_dict(), "rng": {
         "cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device_type == "cuda" else None}}
-    states = [None] * world_size
+    states = [state]
     if ddp:
+        states = [None] * world_size
         dist.all_gather_object(states, state)
-    else:
-        states = [state]
     if master:
-        if trainee.ctc_head is not None:
-            extra = {**extra, "ctc_head": {k: v.detach().cpu() for k, v in trainee.ctc_head.state_dict().items()}}
-        save_checkpoint(raw_model, path, optimizer=optimizer.state_dict(), iter_num=iter_num, config=config,
-                        loader_states=[s["loader"] for s in states], rng_states=[s["rng"] for s in states], **extra)
+        if raw_model.ctc_head is not None:
+            extra = {**extra, "ctc_head": {k: v.detach().cpu() for k, v in raw_model.ctc_head.state_dict().items()}}
+        for path in [best_path, resume_path] if improved else [resume_path]:
+            save_checkpoint(raw_model.whisper, path, optimizer=optimizer.state_dict(), iter_num=iter_num, config=config,
+                            loader_states=[s["loader"] for s in states], rng_states=[s["rng"] for s in states], **extra)
 
 
 def plot(log_path: str, png_path: str):
@@ -427,21 +460,27 @@ def plot(log_path: str, png_path: str):
     ax2.set(xlabel="step", ylabel="WER (%)", title=f"greedy WER, {len(wer_mels)} val utterances", ylim=(0, None))
     fig.suptitle(out_dir)
     fig.tight_layout()
-    fig.savefig(png_path + ".tmp.png", dpi=100)
+    with atomic_write(png_path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    os.replace(png_path + ".tmp.png", png_path)
 
 
 # -----------------------------------------------------------------------------------------------
-# the log: a new run starts a new one; a resumed run drops what came after its checkpoint
+# the log: a new run starts a new one; a resumed run keeps what came before its checkpoint
 log_path = os.path.join(out_dir, "log.jsonl")
 if master:
-    os.makedirs(out_dir, exist_ok=True)
+    for path in remove_stale_temps(out_dir):
+        log(f"removed {path}, left by a run killed while writing it")
     kept = []
     if init_from == "resume" and os.path.exists(log_path):
         with open(log_path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["iter"] <= iter_num]
-    with open(log_path, "w") as f:
+            for line in f:
+                try:
+                    if json.loads(line)["iter"] <= iter_num:
+                        kept.append(line.rstrip("\n") + "\n")
+                except ValueError:  # a line cut short by a kill
+                    pass
+    with atomic_write(log_path, "w") as f:
         f.writelines(kept)
 
 
@@ -449,6 +488,14 @@ def write_log(row: dict):
     if master:
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def stop_if_diverged():
+    """All processes stop together at a non-finite training loss, before anything trained on it is
+    evaluated or saved over the last good checkpoint."""
+    step = int(all_reduce([bad_step.item()], dist.ReduceOp.MAX)[0])
+    if step:
+        fail(f"step {step}: the training loss is not finite (nan or inf); stopped before saving anything trained on it", 1)
 
 
 def profiler_for_run():
@@ -461,8 +508,8 @@ def profiler_for_run():
         sort = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
         log(f"profile of {profile_steps} step(s), by {sort}:\n" + prof.key_averages().table(sort_by=sort, row_limit=20))
         path = os.path.join(out_dir, "profile.json")
-        prof.export_chrome_trace(path + ".tmp")
-        os.replace(path + ".tmp", path)
+        prof.export_chrome_trace(temp_name(path))  # it takes a file name, not a file: renamed when complete
+        os.replace(temp_name(path), path)
         log(f"trace: {path}")
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device_type == "cuda" else [])
@@ -480,15 +527,21 @@ start_iter, t_start, start_seconds, synced_seconds = iter_num, time.time(), trai
 t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
 loss_sum_window = torch.zeros((), device=device)
 ctc_sum_window = torch.zeros((), device=device)
+bad_step = torch.zeros((), dtype=torch.long, device=device)  # the first step with a non-finite loss, 0 if none
 while True:
     lr = lr_at(iter_num, synced_seconds)
     for group in optimizer.param_groups:
         group["lr"] = lr
 
     is_last = iter_num >= max_iters or (max_minutes > 0 and synced_seconds >= 60 * max_minutes)
-    if eval_only or is_last or (iter_num % eval_interval == 0 and (iter_num > start_iter or (eval_at_start and init_from != "resume"))):
+    # a checkpoint's step was evaluated before it was saved: a resumed run doesn't do it again
+    if eval_only or ((iter_num % eval_interval == 0 or is_last)
+                     and (iter_num > start_iter or (eval_at_start and init_from != "resume"))):
+        stop_if_diverged()
         t_eval = time.time()
         result = evaluate()
+        if not math.isfinite(result["val_loss"]):
+            fail(f"step {iter_num}: the val loss is not finite (nan or inf); stopped before saving the model", 1)
         improved = result["val_loss"] < best_val_loss
         best_val_loss = min(best_val_loss, result["val_loss"])
         wer_text = f", WER {100 * result['wer']:.2f}%" if "wer" in result else ""
@@ -501,10 +554,8 @@ while True:
         if eval_only:
             break
         if iter_num > start_iter:
-            save(resume_path, {"best_val_loss": best_val_loss, "train_seconds": train_seconds, "val_loss": result["val_loss"], "wer": result.get("wer")})
-            if master and improved:  # best.pt: a copy of ckpt.pt, made atomically too
-                shutil.copyfile(resume_path, resume_path + ".tmp")
-                os.replace(resume_path + ".tmp", os.path.join(out_dir, "best.pt"))
+            save(improved, {"best_val_loss": best_val_loss, "train_seconds": train_seconds,
+                            "val_loss": result["val_loss"], "wer": result.get("wer")})
         if master:
             plot(log_path, os.path.join(out_dir, "curves.png"))
         t_log += time.time() - t_eval  # eval time doesn't count against throughput
@@ -517,12 +568,13 @@ while True:
     t_step = time.time()
     batches = []
     for _ in range(gradient_accumulation_steps):
-        batches.append((*loader.next_batch(), ctc_targets(loader.last_rows) if ctc_weight > 0 else None))
-        window["seconds"] += sum(entries_by_id[i]["duration"] for i in loader.last_ids)
+        mel, tokens_in, targets, rows = loader.next_batch()
+        batches.append((mel, tokens_in, targets, ctc_targets(rows) if ctc_weight > 0 else None))
+        window["seconds"] += sum(e["duration"] for row in rows for e in row)
     n_tokens = sum(int((targets != -100).sum()) for _, _, targets, _ in batches)
     n_chars = sum(len(ctc[0]) for *_, ctc in batches if ctc is not None)
     # with the token count, the processes agree on the training time so far (they must stop together)
-    n_tokens_global, n_chars_global, synced_seconds = all_reduce_sum([n_tokens, n_chars, train_seconds])
+    n_tokens_global, n_chars_global, synced_seconds = all_reduce([n_tokens, n_chars, train_seconds])
     synced_seconds /= world_size
     for micro_step, (mel, tokens_in, targets, ctc) in enumerate(batches):
         n_text = tokens_in.shape[1]  # the FLOPs count the text, not pad_text's padding
@@ -533,18 +585,14 @@ while True:
             mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
         if spec_augment:
             mel = spec_augment_(mel)
-        if token_dropout > 0:  # the decoder can't lean on the previous words alone: it has to listen
-            dropped = (torch.rand(tokens_in.shape, device=device) < token_dropout) & (tokens_in < tokenizer.eot)
-            tokens_in = torch.where(dropped, torch.randint_like(tokens_in, tokenizer.eot), tokens_in)
         # DDP averages gradients over processes, hence the world_size; sync only on the last micro-step
         sync = micro_step == len(batches) - 1
         with model.no_sync() if ddp and not sync else nullcontext():
             with autocast:
                 logits, ctc_logits = model(mel, tokens_in)
-            # Outside autocast, which would cast a CPU's bf16 logits to fp32 first: the CPU's fp32 log-softmax
-            # over 51,864 tokens is slow, and quick-start steps are ~6% faster in bf16. Summed in fp32.
-            loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none",
-                                       label_smoothing=label_smoothing).float().sum()
+            # Outside autocast, which would cast a CPU's bf16 logits to fp32 first: the CPU's fp32
+            # log-softmax over the whole vocabulary is slow. The per-token losses are summed in fp32.
+            loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").float().sum()
             loss = loss_sum * world_size / n_tokens_global
             if ctc is not None:
                 chars, n_chars_each, n_audio_each = ctc
@@ -562,6 +610,8 @@ while True:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     iter_num += 1
+    # kept on the device, so that the host needn't wait for the step; read at the next log or eval
+    bad_step = torch.where((bad_step == 0) & ~torch.isfinite(loss_sum_window + ctc_sum_window), iter_num, bad_step)
     train_seconds += time.time() - t_step
     if profiler is not None:
         t_profiler = time.time()
@@ -569,9 +619,10 @@ while True:
         t_log += time.time() - t_profiler  # writing the report doesn't count against throughput
 
     if iter_num % log_interval == 0:
+        stop_if_diverged()
         # one sync per log_interval: the summed loss of all processes, averaged over the window
-        loss, ctc, tokens, seconds = all_reduce_sum([loss_sum_window.item(), ctc_sum_window.item(), window["tokens"],
-                                                     window["seconds"]])
+        loss, ctc, tokens, seconds = all_reduce([loss_sum_window.item(), ctc_sum_window.item(), window["tokens"],
+                                                 window["seconds"]])
         loss, ctc = loss / window["steps"], ctc / window["steps"]
         ctc_text = f", ctc {ctc:.4f}" if ctc_weight > 0 else ""
         elapsed = time.time() - t_log
@@ -596,7 +647,5 @@ if profiler is not None:
 log(f"done: {iter_num - start_iter} steps, {(train_seconds - start_seconds) / 60:.1f} min of training steps, "
     f"{(time.time() - t_start) / 60:.1f} min in all; checkpoint {resume_path}")
 if ddp:
-    # Leave together. Without the barrier a gloo rank now and then aborted at exit ("terminate called
-    # without an active exception": 3 of 11 runs of the DDP test here, 0 of 10 with it).
-    dist.barrier()
+    dist.barrier()  # leave together: a gloo rank that exits first can make another abort at exit
     dist.destroy_process_group()

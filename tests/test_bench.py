@@ -135,7 +135,7 @@ def test_random_corpus_loads_like_a_prepared_one(tmp_path):
     directory = bench.random_corpus(str(tmp_path / "random"), n_train=24, n_val=4)
     meta = data.read_meta(directory)
     assert meta["splits"]["train"]["utterances"] == 24 and meta["eot"] == 50256 and meta["n_mels"] == 80
-    mel, tokens_in, targets = data.ShardLoader(directory, "train", batch_size=8, n_frames=3000).next_batch()
+    mel, tokens_in, targets, _ = data.ShardLoader(directory, "train", batch_size=8, n_frames=3000).next_batch()
     assert mel.shape == (8, 80, 3000) and tokens_in.shape == targets.shape and tokens_in.shape[0] == 8
     entries = data.manifest(directory, "train")
     assert all(2 <= e["duration"] <= 30 and e["frames"] == round(100 * e["duration"]) for e in entries)

@@ -114,6 +114,18 @@ def test_cpu_description_names_the_model_and_the_isa_flags_that_matter(tmp_path)
     assert bench.cpu_description(str(cpuinfo)).endswith("ISA: avx2")
 
 
+def test_part_a_header_names_the_cpu(monkeypatch, tmp_path):
+    # a CPU figure is read against its machine: model name and the ISA flags oneDNN's kernels use
+    import pretrained
+
+    monkeypatch.setattr(bench, "long_audio", lambda minutes, directory: ("long.npy", 60.0, "ref", "fake"))
+    monkeypatch.setattr(bench, "converted_tiny_en", lambda directory: "tiny.en.pt")
+    monkeypatch.setattr(pretrained, "bundled_tiny_en", lambda: "ct2-dir")
+    monkeypatch.setattr(bench, "longform", lambda *args, **options: "TABLE")
+    out = bench.part_a(bench.parser().parse_args(["--part", "a"]), str(tmp_path))
+    assert f"\nCPU: {bench.cpu_description()}\n" in out and "ISA: " in out and "TABLE" in out
+
+
 def test_bench_imports_no_script():
     """Scripts run when imported (train.py trains): bench.py takes what it shares with them from modules."""
     import ast
@@ -121,8 +133,12 @@ def test_bench_imports_no_script():
 
     with open(os.path.join(os.path.dirname(bench.__file__), "bench.py")) as f:
         tree = ast.parse(f.read())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported = set()
+    for node in ast.walk(tree):  # imports inside functions too
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
     scripts = {"train", "eval", "inquiry", "bench", "prepare_synthetic", "prepare_librispeech"}
     assert not imported & scripts
 

@@ -8,11 +8,10 @@ Train a Whisper from scratch, or fine-tune an official one, on shards from prepa
     python train.py config/synthetic_cpu.py --init_from=resume             # continue out_dir/ckpt.pt
 
 The hyperparameters are the globals below; a config file (plain Python) and --key=value arguments
-override them (configurator.py). Every eval_interval steps the run measures the val loss and the
-greedy WER on a fixed val subset, appends both to out_dir/log.jsonl, redraws out_dir/curves.png,
-and writes out_dir/ckpt.pt (and best.pt when the val loss improves): model in openai-whisper's
-format plus optimizer, config, iteration, RNG states and every rank's loader position, so that
---init_from=resume continues with exactly the losses an uninterrupted run would have had.
+override them (configurator.py). Every eval_interval steps: val loss and greedy WER into
+out_dir/log.jsonl and curves.png, then out_dir/ckpt.pt (and best.pt when the val loss improved): the
+model in openai-whisper's format plus everything a resumed run needs to continue with exactly the
+uninterrupted run's losses (docs/train.md).
 """
 import json
 import math
@@ -28,9 +27,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import configurator
 from audio import window_frames
-from configurator import ConfigError
-from configurator import apply as apply_config
 from data import ShardLoader, iterate_batches, read_meta
 from decoding import transcribe_windows
 from files import atomic_write, remove_stale_temps, temp_name
@@ -63,26 +61,13 @@ n_text_state = 384
 n_text_head = 6
 n_text_layer = 4
 dropout = 0.0  # residual dropout in every block (Whisper used none)
-ctc_weight = 0.0  # > 0: add this times a CTC loss over characters on the encoder's output (see below)
-# About ctc_weight: an attention decoder trained from scratch first learns the language of its
-# transcripts and only much later makes its cross-attention follow the audio. A CTC loss on the
-# encoder (a small linear head over characters, trained alongside: "joint CTC-attention", Kim et al.
-# 2017) forces the encoder's frames to say which letters they hold, which the decoder then reads.
-# The head is a training aid: checkpoints keep it under "ctc_head", outside the openai-format model.
-# About n_audio_ctx: the encoder turns 2 * n_audio_ctx mel frames (10 ms each) into n_audio_ctx audio
-# tokens. Whisper always pads to 30 s (1500), so a 5 s clip costs as much as 30 s of speech. A model
-# trained from scratch on short clips can use a shorter window (500 = 10 s, a third of the cost); the
-# loader skips (and counts) utterances longer than the window, and the checkpoint records n_audio_ctx
-# so eval.py pads audio to the same window. Official models keep 1500.
+# > 0: add this times a CTC loss over characters from a linear head on the encoder's output, which makes a
+# model trained from scratch listen much sooner (joint CTC-attention); the head is saved outside the model
+ctc_weight = 0.0
 # data
 batch_size = 16  # rows (windows) per micro-step per process: one utterance each, or several with pack
 pack = False  # fill each window with consecutive utterances while they fit, instead of one and padding
-# About pack: clips much shorter than the window spend most of the encoder on padding. Packed, a row
-# of short clips costs the same as one clip, and every row still ends in silence, as eval's windows do.
 bucket = False  # batch clips of similar length and cut each batch's window to its longest clip (see data.py)
-# About bucket: the window of a batch shrinks to its longest clip + 0.2 s, rounded up to half seconds,
-# so a batch of 2 s clips pays for 2.5 s of encoder instead of n_audio_ctx. Eval still pads to the
-# model's full window, so the model sees more trailing silence there than in training.
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
 text_pad_multiple = 1  # pad each batch's text to a multiple of this many tokens: fewer shapes (see pad_text)
 # SpecAugment-style masking of the training mels (eval never masks)
@@ -104,10 +89,9 @@ decay_lr = True
 lr_schedule = "cosine"  # 'cosine' or 'linear' (Whisper: linear)
 warmup_iters = 200
 lr_decay_iters = 5000  # usually = max_iters
-max_minutes = 0.0  # > 0: a time budget. Training stops after this many minutes of steps (evals not counted) or at
-# max_iters, whichever comes first, and the decay follows the fraction of the budget used instead of the steps, so
-# the schedule completes on a slow or busy machine too. Resume continues from the saved training time; being tied
-# to the clock, such a run is not bit-exact when resumed (step-based runs are).
+# > 0: stop after this many minutes of steps (evals not counted) or at max_iters, whichever comes first, with the
+# decay following the time used, so that the schedule completes on a slow machine too (resumes are then not exact)
+max_minutes = 0.0
 min_lr = 1e-4
 # system
 device = "auto"  # 'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...
@@ -128,35 +112,12 @@ def fail(message: str, code: int = 2):
 
 
 try:
-    apply_config(sys.argv[1:], config)
-except ConfigError as e:
+    configurator.apply(sys.argv[1:], config)  # unknown keys, wrong types and values out of range stop here
+except configurator.ConfigError as e:
     fail(str(e))
 globals().update(config)
 
-# every option is checked before any work: a mistake costs one line, not a traceback minutes later
-for rule, ok, keys in (
-    ("be at least 1", lambda v: v >= 1, ("batch_size", "gradient_accumulation_steps", "eval_interval", "log_interval",
-                                         "eval_iters", "eval_sample_len", "text_pad_multiple", "n_mels", "n_audio_ctx",
-                                         "n_audio_state", "n_audio_head", "n_audio_layer", "n_text_ctx", "n_text_state",
-                                         "n_text_head", "n_text_layer")),
-    ("not be negative", lambda v: v >= 0, ("max_iters", "warmup_iters", "lr_decay_iters", "eval_wer_utts",
-                                           "profile_steps", "profile_skip", "freq_masks", "freq_mask_width", "time_masks",
-                                           "time_mask_width", "min_lr", "weight_decay", "grad_clip", "ctc_weight",
-                                           "max_minutes")),
-    ("be positive", lambda v: v > 0, ("learning_rate", "eps")),
-    ("be in [0, 1)", lambda v: 0 <= v < 1, ("dropout", "beta1", "beta2")),
-):
-    for key in keys:
-        if not ok(config[key]):
-            fail(f"{key}={config[key]!r}: must {rule}")
-for key, choices in (("lr_schedule", ("cosine", "linear")), ("dtype", ("auto", "float32", "bfloat16"))):
-    if config[key] not in choices:
-        fail(f"{key}={config[key]!r}: expected one of {', '.join(map(repr, choices))}")
-for state, head in (("n_audio_state", "n_audio_head"), ("n_text_state", "n_text_head")):
-    if config[state] % config[head]:
-        fail(f"{state}={config[state]} is not a multiple of {head}={config[head]}")
-if pack and bucket:
-    fail("pack=True and bucket=True are two answers to the same padding; choose one")
+# the options that depend on the machine and the files, before any work (configurator checks the rest)
 if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
     fail(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 if device.startswith("cuda") and not torch.cuda.is_available():
@@ -408,12 +369,10 @@ def evaluate() -> dict:
         mine = list(range(rank, len(wer_mels), world_size))
         with autocast:
             texts = transcribe_windows(net, [wer_mels[i] for i in mine], batch_size, eval_sample_len)
-        gathered = [list(zip(mine, texts))]
+        gathered = [list(zip(mine, texts))] * world_size
         if ddp:
-            gathered = [None] * world_size
-            dist.all_gather_object(gathered, list(zip(mine, texts)))
-        hyps = dict(pair for part in gathered for pair in part)
-        hyps = [hyps[i] for i in range(len(wer_mels))]
+            dist.all_gather_object(gathered, gathered[0])
+        hyps = [text for _, text in sorted(pair for part in gathered for pair in part)]
         result["wer"] = word_error_rate(wer_refs, hyps)
         result["example"] = {"ref": wer_refs[0], "hyp": hyps[0]}
     net.train()
@@ -425,12 +384,11 @@ def save(improved: bool, extra: dict):
     best.pt is written before ckpt.pt, each atomically. Killed between the two, the run resumes from
     the ckpt.pt of the eval before, whose best_val_loss is the one before this eval: it trains the same
     steps again, finds the same improvement and rewrites best.pt, so the two always agree."""
-    state = {"loader": loader.state_dict(), "rng": {
-        "cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device_type == "cuda" else None}}
-    states = [state]
+    states = [{"loader": loader.state_dict(), "rng": {
+        "cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device_type == "cuda" else None}}]
     if ddp:
-        states = [None] * world_size
-        dist.all_gather_object(states, state)
+        states *= world_size
+        dist.all_gather_object(states, states[0])
     if master:
         if raw_model.ctc_head is not None:
             extra = {**extra, "ctc_head": {k: v.detach().cpu() for k, v in raw_model.ctc_head.state_dict().items()}}
@@ -442,20 +400,18 @@ def save(improved: bool, extra: dict):
 def plot(log_path: str, png_path: str):
     """Redraw the loss and WER curves from the whole JSON-lines log."""
     import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     with open(log_path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    train = [r for r in rows if r["kind"] == "train"]
-    evals = [r for r in rows if r["kind"] == "eval"]
+        rows = [json.loads(line) for line in f]
+    train, evals = ([r for r in rows if r["kind"] == kind] for kind in ("train", "eval"))
+    wer = [r for r in evals if r.get("wer") is not None]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot([r["iter"] for r in train], [r["loss"] for r in train], label="train", alpha=0.7)
     ax1.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], "o-", label="val")
     ax1.set(xlabel="step", ylabel="loss (nats/token)", yscale="log", title="loss")
     ax1.legend()
-    wer = [r for r in evals if r.get("wer") is not None]
     ax2.plot([r["iter"] for r in wer], [100 * r["wer"] for r in wer], "o-", color="C2")
     ax2.set(xlabel="step", ylabel="WER (%)", title=f"greedy WER, {len(wer_mels)} val utterances", ylim=(0, None))
     fig.suptitle(out_dir)
@@ -474,12 +430,10 @@ if master:
     kept = []
     if init_from == "resume" and os.path.exists(log_path):
         with open(log_path) as f:
-            for line in f:
-                try:
-                    if json.loads(line)["iter"] <= iter_num:
-                        kept.append(line.rstrip("\n") + "\n")
-                except ValueError:  # a line cut short by a kill
-                    pass
+            lines = f.read().splitlines()
+        if lines and not lines[-1].endswith("}"):  # cut short by a kill
+            lines.pop()
+        kept = [line + "\n" for line in lines if json.loads(line)["iter"] <= iter_num]
     with atomic_write(log_path, "w") as f:
         f.writelines(kept)
 

@@ -192,6 +192,8 @@ def test_config_errors_name_the_key_and_file(tmp_path):
     for argv, needle in [
         (["--not_a_key=1"], "--not_a_key=1: unknown config key 'not_a_key'"),
         (["--batch_size=big"], "'batch_size' should be int, got 'big'"),
+        (["--batch_size=True"], "--batch_size=True: 'batch_size' should be int, got True"),  # True is an int to Python
+        (["--learning_rate=-1.0"], "learning_rate=-1.0: must be positive"),  # checked after every override
         ([str(bad)], f"{bad}: unknown config key 'lerning_rate'"),
         (["config/does_not_exist.py"], "config/does_not_exist.py: no such config file"),
     ]:

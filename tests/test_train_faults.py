@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
 from test_train import PY, QUIET, TINY, corpus, run, train  # noqa: F401 (corpus: a fixture)
 
@@ -97,9 +96,9 @@ def test_resuming_an_openai_format_checkpoint_is_one_line(monkeypatch, capsys, t
     before = (out / "ckpt.pt").read_bytes()
     code, err = train_in_process(monkeypatch, capsys, f"--data_dir={fake_data}", f"--out_dir={out}",
                                  "--init_from=resume")
-    assert (code, err) == (2, f"error: {out / 'ckpt.pt'}: no training state to resume (optimizer, iter_num, "
-                              "best_val_loss, loader_states, rng_states, config missing); to start from its "
-                              f"weights, use --init_from={out / 'ckpt.pt'} with another out_dir\n")
+    assert code == 2 and err == (f"error: {out / 'ckpt.pt'}: no training state to resume (optimizer, iter_num, "
+                                 "best_val_loss, loader_states, rng_states, config missing); to start from its "
+                                 f"weights, use --init_from={out / 'ckpt.pt'} with another out_dir\n")
     assert (out / "ckpt.pt").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["ckpt.pt"]
 
 

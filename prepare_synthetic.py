@@ -1,41 +1,52 @@
 """
-An offline speech corpus with known transcripts, synthesised by espeak-ng, in LibriSpeech's layout.
+An offline speech corpus with known transcripts and word times, synthesised by espeak-ng, in LibriSpeech's layout.
 
     python prepare_synthetic.py --out data/synthetic_src --hours 2      # ~2 h, a few minutes on 2 cores
     python prepare_librispeech.py --librispeech-dir data/synthetic_src --out data/synthetic
 
-Writes <out>/{train,dev,test}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (16 kHz, 16-bit) plus
-<speaker>-<chapter>.trans.txt with UPPERCASE transcripts, exactly like LibriSpeech, so the real prepare
-script shards it with no special case. The speech is espeak-ng's, through tts.py (offline, no system
-package).
+Writes <out>/{train,dev,test,test_seen}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (16 kHz,
+16-bit), <speaker>-<chapter>.trans.txt with UPPERCASE transcripts exactly like LibriSpeech (so the
+real prepare script shards it with no special case), and <speaker>-<chapter>.words.jsonl: one line
+per utterance, {"id": ..., "words": [[word, start, end], ...]}, the transcript's words one to one
+with their times in seconds from the start of that flac ("words": null where espeak's word events
+could not be matched to the words). The speech is espeak-ng's, through tts.py.
 
-Choices, made for the training goal (a small model trained for 15 min on 2 CPU cores should get
-under 25% WER on `test`):
-- Sentences are short: 3 to 16 words (8 on average), about 1.5-6 s of audio with the silence.
-  Short targets keep batches cheap and a small decoder's job easy.
-- The vocabulary is moderate (~700 words: names, places, numbers, everyday nouns, verbs and
-  adjectives) but the space of sentences is combinatorially vast (> 10^12 from ~40 templates), so
-  the model must learn words and sounds, it cannot memorise sentences.
-- Transcripts are what espeak says: numbers, years, times and prices are written out in words
-  ("TWELVE DOLLARS AND FIFTY CENTS"), so audio and text always agree.
-- Every sentence belongs to exactly one split by a hash of its text (5% test, 5% dev, 90% train),
-  so test and dev sentences can never occur in train, whatever the seed or size.
-- 48 speakers, each a distinct (accent, variant) pair out of 8 English accents x 55 espeak voice
-  variants, with its own base speed (140-190 wpm), pitch and pitch range, jittered per utterance;
-  then random gain, 50-400 ms of silence at each end, and light white noise (SNR 20-45 dB). The
-  `test` subset also has one voice (variant f5, `HELD_OUT_VOICE`) that is never used in train or
-  dev; it reads ~20% of test.
+Choices, made so that a model trained on it must learn the sounds of English, not a template
+language:
+- Words: the 40,000 most frequent of symspellpy's English list (Google Books counts of SCOWL
+  words), drawn with probability ~ count**0.3, which favours common words without drowning the
+  rare ones. Word classes and inflections come from lemminflect. Sentences are short (3-16 words,
+  at most 6 s with silence): grammatical ones from open templates (noun phrases, verbs in several
+  tenses, prepositions, adverbs, questions, commas), numbers, clock times, years and names, and
+  random word sequences, whose next word no context predicts. Transcripts are what espeak says,
+  numbers written in words, with the commas, periods and question marks that shape its prosody.
+- Splits, fixed by hashes whatever the seed or size: ~10% of the vocabulary is held out by a hash of
+  its lemma (the most frequent and the function words stay shared so that grammar works).
+  `train` and `dev` never contain a held-out word. `test` sentences have only held-out content
+  words. `dev` and `test_seen` are seen words in sentences that are in no other split (a hash of the
+  sentence). `test` and `test_seen` are read by voices no other split has: the whole West Midlands
+  accent and the variants in HELD_OUT_VARIANTS.
+- Voices: all 8 English espeak-ng accents times every variant in espeak-ng-data/voices/!v (and none),
+  each a speaker with its own rate, pitch and pitch range, jittered per utterance along with the gap
+  between words. A chapter is CHAPTER_SIZE consecutive utterances by one speaker.
+- Augmentation (a quarter of utterances stay clean): speed 0.9-1.1 by resampling, 0.05-0.4 s of
+  silence at each end, reverberation (exponentially decaying noise, RT60 0.15-0.9 s), white, pink or
+  babble noise (other espeak speech) at 5-30 dB SNR, and a level of -30 dBFS RMS +-20 dB, scaled down
+  where the peak would clip. Word times follow the speed change and the padding.
 - Deterministic for a seed: every utterance draws from its own RNG seeded by (seed, split, index)
   and is synthesised from espeak's freshly initialised state (see tts.ESpeak.synth), so the output is
   byte-identical whatever the number of workers.
 """
 import argparse
+import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -45,87 +56,181 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from tts import SAMPLE_RATE, speak
+from tts import SAMPLE_RATE, ESpeak
 
-SPLITS = ("train", "dev", "test")
+SPLITS = ("train", "dev", "test", "test_seen")
+CHAPTER_OFFSET = {"train": 100000, "dev": 700000, "test": 800000, "test_seen": 900000}  # chapter ids unique
+CHAPTER_SIZE = 20  # consecutive utterances by one speaker: a trainer can fill 30 s windows from them
+MAX_SECONDS = 6.0  # the whole clip, silence included: the quick start's model hears 7 s, the tests' 6 s
+VOCAB_SIZE = 40000  # most frequent words of the list; beyond that they get obscure
+TEMPERATURE = 0.3  # word probability ~ count**0.3
+SHARED_TOP = 300  # the most frequent words are never held out: sentences need them
+HELD_OUT_PER_MILLE = 100
+
 ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
-VARIANTS = (  # espeak-ng voice variants that sound like a person (no robots, croaks or whispers)
-    "m1 m2 m3 m4 m5 m6 m7 m8 f1 f2 f3 f4 klatt klatt2 klatt3 klatt4 adam Andy belinda benjamin david ed "
-    "edward john linda max paul quincy rob robert steph travis victor zac Alex Alicia Annie Denis Gene "
-    "Hugo Jacky Lee Michael Mike Nguyen Reed aunty boris caleb grandma grandpa ian iven norbert shelby"
-).split()
-HELD_OUT_VOICE = "en-us+f5"  # test only: variant f5 is in no train or dev voice
-HELD_OUT_SHARE = 0.2
-N_SPEAKERS = 48  # train/dev speakers; the held-out one is speaker 9000
-
-# --------------------------------------------------------------------------------------------------
-# sentences
-
-NAMES = (
-    "james mary john linda robert sarah david emma michael anna peter laura thomas julia daniel grace paul "
-    "helen mark kate george alice henry rachel simon lucy oliver sophie jack olivia sam nina frank clara "
-    "oscar emily victor diana martin ruth leo maria adam rose ben jane carl eva hugo amy tom lisa steven "
-    "karen brian megan kevin holly eric nora ryan chloe"
-).split()
-SURNAMES = (
-    "smith brown taylor wilson johnson walker wright green hall wood clark baker turner hill moore cooper "
-    "ward king parker young harris lewis robinson martin white thompson carter mitchell bell murphy"
-).split()
-PLACES = (
-    "london paris berlin madrid rome tokyo boston chicago denver dallas seattle toronto dublin glasgow "
-    "edinburgh oxford cambridge vienna prague lisbon sydney melbourne houston atlanta miami phoenix "
-    "portland montreal vancouver brussels amsterdam oslo stockholm helsinki warsaw athens cairo delhi "
-    "singapore austin leeds bristol cardiff belfast york manchester liverpool geneva zurich naples"
-).split()
-COUNTRIES = (
-    "france spain italy germany canada mexico brazil japan china india egypt kenya norway sweden "
-    "ireland scotland wales england poland greece turkey peru chile australia"
-).split()
-DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
-MONTHS = "january february march april may june july august september october november december".split()
-NOUNS = (
-    "book table window car train ticket letter bottle coffee kitchen garden door chair phone computer "
-    "camera bicycle bag box key map picture lamp clock shirt jacket hat shoe cup plate glass bread apple "
-    "orange cake sandwich pizza river mountain lake forest beach road bridge station airport hotel "
-    "office school library museum hospital market shop park street house room bed sofa desk pen pencil "
-    "paper newspaper magazine radio guitar piano song movie game ball dog cat horse bird fish cow "
-    "sheep boat plane bus truck doctor teacher student driver farmer nurse pilot artist baker lawyer "
-    "engineer manager neighbour friend brother sister mother father uncle aunt cousin child baby "
-    "umbrella blanket pillow candle mirror basket wallet watch ring button envelope package parcel"
-).split()
-PLURALS = {"child": "children", "baby": "babies", "fish": "fish", "sheep": "sheep", "glass": "glasses",
-           "box": "boxes", "watch": "watches", "sandwich": "sandwiches", "bus": "buses", "key": "keys",
-           "lady": "ladies", "shelf": "shelves"}
-ADJECTIVES = (
-    "red blue green yellow black white brown small large big little old new young heavy light quiet "
-    "loud warm cold hot cheap expensive clean dirty empty full bright dark soft hard short long tall "
-    "happy tired busy lucky famous strange simple lovely wooden broken friendly careful early late"
-).split()
-VERBS = [  # base, past
-    ("buy", "bought"), ("find", "found"), ("open", "opened"), ("close", "closed"), ("carry", "carried"),
-    ("paint", "painted"), ("clean", "cleaned"), ("sell", "sold"), ("send", "sent"), ("bring", "brought"),
-    ("take", "took"), ("lose", "lost"), ("fix", "fixed"), ("move", "moved"), ("order", "ordered"),
-    ("wash", "washed"), ("check", "checked"), ("borrow", "borrowed"), ("return", "returned"),
-    ("pack", "packed"), ("drop", "dropped"), ("hide", "hid"), ("build", "built"), ("draw", "drew"),
-    ("keep", "kept"), ("need", "needed"), ("want", "wanted"), ("like", "liked"), ("see", "saw"),
-    ("leave", "left"), ("collect", "collected"), ("deliver", "delivered"), ("share", "shared"),
-]
-TRAVEL = [("visit", "visited"), ("leave", "left"), ("reach", "reached"), ("fly to", "flew to"),
-          ("drive to", "drove to"), ("move to", "moved to"), ("call", "called")]
-TIMES_OF_DAY = ["in the morning", "in the afternoon", "in the evening", "at night", "at noon", "at midnight"]
-PREPOSITIONS = ["on", "under", "behind", "next to", "near", "in front of", "inside", "beside"]
-PHRASES = [
-    "good morning", "thank you very much", "see you tomorrow", "have a nice day", "excuse me",
-    "i am sorry", "that sounds great", "no problem at all", "of course", "let me think",
-    "i do not know", "please wait a moment", "are you sure", "well done", "what a surprise",
-]
+HELD_OUT_ACCENT = "en-gb-x-gbcwmd"
+# held-out variants: whole families, so no training variant is a near copy of one
+HELD_OUT_VARIANTS = ("f5", "m7", "Annie", "benjamin", "Hugo", "Jacky", "norbert", "quincy", "shelby",
+                     "travis", "kaukovalta", "gustave")
+CLEAN_SHARE = 0.25
+BABBLE_CLIPS = 8
 
 ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
        "sixteen seventeen eighteen nineteen".split()
 TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
            "nine": "ninth", "twelve": "twelfth"}
+DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+MONTHS = "january february march april may june july august september october november december".split()
+DETS_SG = "the the the a a this that my your his her our their every one another no".split()
+DETS_PL = "the the these those my your his her our their some many several all the no".split()
+PREPOSITIONS = ("in on at near behind under with without from to for about after before over through into by "
+                "beside across around against along among beyond inside outside toward below above").split()
+MODALS = "can could should might must will would may".split()
+# closed classes, never held out: a held-out test sentence still needs them
+FUNCTION_WORDS = set(
+    "a an the this that these those my your his her its our their some any every each no all both many few several "
+    "much more most other another such what which who whom whose where when why how whether if then than so and or "
+    "but nor because although though while as until unless since i me you he him she it we us they them myself "
+    "yourself himself herself itself ourselves themselves be am is are was were been being have has had having do "
+    "does did doing will would shall should can could may might must not yes very too also just only still even "
+    "again already never always often sometimes here there now today tomorrow yesterday tonight please hundred "
+    "thousand oh o'clock half past quarter dollars cents pounds degrees percent metres last next born costs "
+    "leaves".split()
+    + PREPOSITIONS + DAYS + MONTHS + ONES + TENS[2:] + list(ORDINAL.values())
+    + "fourth sixth seventh tenth eleventh thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth "
+      "nineteenth twentieth thirtieth".split())
 
+
+# --------------------------------------------------------------------------------------------------
+# vocabulary
+
+def _package_file(package: str, name: str) -> str:
+    spec = importlib.util.find_spec(package)  # no import: symspellpy's would pull in its spell checker
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the word list needs the {package} package: pip install -r requirements.txt")
+    return os.path.join(spec.submodule_search_locations[0], name)
+
+
+def _bucket(key: str, modulo: int) -> int:
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "big") % modulo
+
+
+_ROMAN = re.compile(r"^m{0,3}(c[md]|d?c{0,3})(x[cl]|l?x{0,3})(i[xv]|v?i{0,3})$")
+
+
+def speakable(word: str, lemmas: set) -> bool:
+    """Words espeak reads as written: no vowel-less abbreviations (spelt out letter by letter), no
+    single letters, no roman numerals (read as numbers) unless they are also dictionary words."""
+    if len(word) < 2 or not re.search(r"[aeiouy]", word):
+        return False
+    return not _ROMAN.match(word) or word in lemmas
+
+
+class Lexicon:
+    """Words, their classes and inflections, which ones are held out, and tempered samplers."""
+
+    def __init__(self):
+        counts, order = {}, []
+        with open(_package_file("symspellpy", "frequency_dictionary_en_82_765.txt"), encoding="utf-8") as f:
+            for line in f:
+                word, count = line.split()
+                if word.isascii() and word.isalpha() and word.islower() and word not in counts:
+                    counts[word] = int(count)
+                    order.append(word)
+        entries = []  # (lemma, class, forms)
+        with gzip.open(_package_file("lemminflect", "resources/infl_lu.csv.gz"), "rt", encoding="utf-8") as f:
+            for line in f:
+                lemma, pos, *forms = line.rstrip("\n").split(",")
+                if lemma.isascii() and lemma.isalpha():
+                    entries.append((lemma, pos, [form.split("/")[0].lower() for form in forms]))
+        lemmas = {lemma.lower() for lemma, _, _ in entries}
+        self.vocab = [w for w in order[:VOCAB_SIZE] if speakable(w, lemmas)]
+        in_vocab = set(self.vocab)
+        self.counts = counts
+        self.shared = FUNCTION_WORDS | set(order[:SHARED_TOP])
+        self.lemmas_of = {}  # surface form -> its lemmas: a held-out lemma holds out all its forms
+        for lemma, _, forms in entries:
+            for form in [lemma.lower(), *forms]:
+                if form:
+                    self.lemmas_of.setdefault(form, set()).add(lemma.lower())
+        classes = {"noun": [], "verb": [], "adj": [], "adv": [], "name": []}
+        for lemma, pos, forms in entries:
+            low = lemma.lower()
+            if low not in in_vocab or low in FUNCTION_WORDS:
+                continue
+            if lemma[0].isupper():
+                if pos == "noun":
+                    classes["name"].append((low,))
+            elif pos == "noun":
+                classes["noun"].append((low, forms[0] if forms and forms[0] else low))
+            elif pos == "verb" and len(forms) == 4 and forms[0] and forms[2] and forms[3]:
+                past, participle, ing, third = forms
+                classes["verb"].append((low, past, participle or past, ing, third))
+            elif pos == "adj":
+                classes["adj"].append((low,))
+            elif pos == "adv":
+                classes["adv"].append((low,))
+        classes["word"] = [(w,) for w in self.vocab if w not in FUNCTION_WORDS]
+        # per class: the entries whose every form is seen, and those whose forms are all held out
+        self.pools = {}
+        for held in (False, True):
+            pools = {}
+            for name, items in classes.items():
+                if held:  # a held-out lemma whose forms are all held out (or shared, as "went" may be)
+                    keep = [forms for forms in dict.fromkeys(items) if self.held_out(forms[0])
+                            and all(self.held_out(w) or w in self.shared for w in forms)]
+                else:
+                    keep = [forms for forms in dict.fromkeys(items) if not any(self.held_out(w) for w in forms)]
+                keep = [forms for forms in keep if speakable(forms[0], lemmas)]
+                weights = np.array([self.counts.get(forms[0], 1) ** TEMPERATURE for forms in keep])
+                pools[name] = (keep, np.cumsum(weights) / weights.sum())
+            self.pools[held] = pools
+
+    def held_out(self, word: str) -> bool:
+        """A pure function of the word: held out if a lemma it can come from hashes into the held-out
+        tenth. The shared words (function words, the most frequent) never are."""
+        if word in self.shared:
+            return False
+        keys = self.lemmas_of.get(word, set()) | {word}
+        return any(_bucket(f"held-out/{k}", 1000) < HELD_OUT_PER_MILLE for k in keys if k not in self.shared)
+
+    def draw(self, r: random.Random, cls: str, held: bool) -> tuple:
+        items, cdf = self.pools[held][cls]
+        return items[min(int(np.searchsorted(cdf, r.random(), side="right")), len(items) - 1)]
+
+
+_LEXICON = None
+
+
+def lexicon() -> Lexicon:
+    """Built once per process (~1 s); workers forked after the parent built it share it."""
+    global _LEXICON
+    if _LEXICON is None:
+        _LEXICON = Lexicon()
+    return _LEXICON
+
+
+def words_of(sentence: str) -> list:
+    """The spoken words of a sentence or transcript, lowercase, punctuation stripped."""
+    return [w for w in (t.strip(",.?!").lower() for t in sentence.split()) if w]
+
+
+def split_of(sentence: str):
+    """Each sentence's split is a function of its text alone. Held-out content words make it `test`
+    (all of them must be held out); otherwise a hash of the text picks train, dev or test_seen, so
+    those never share a sentence. None: a sentence that mixes seen and held-out words, in no split."""
+    lex = lexicon()
+    content = [w for w in words_of(sentence) if w not in lex.shared]
+    held = [lex.held_out(w) for w in content]
+    if any(held):
+        return "test" if all(held) else None
+    bucket = _bucket(sentence, 100)
+    return "dev" if bucket < 5 else "test_seen" if bucket < 10 else "train"
+
+
+# --------------------------------------------------------------------------------------------------
+# sentences
 
 def number_words(n: int) -> str:
     """0 <= n < 10**6, British style ("three hundred and five")."""
@@ -160,23 +265,6 @@ def year_words(y: int) -> str:
     return number_words(hi) + (" hundred" if lo == 0 else (" oh " + ONES[lo] if lo < 10 else " " + number_words(lo)))
 
 
-def plural(noun: str) -> str:
-    return PLURALS.get(noun, noun + "s")
-
-
-def count_of(r: random.Random, noun: str) -> str:
-    n = r.choice([2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, r.randint(2, 99), r.randint(100, 999)])
-    return f"{number_words(n)} {plural(noun)}"
-
-
-def person(r: random.Random) -> str:
-    return r.choice(NAMES) if r.random() < 0.7 else f"{r.choice(NAMES)} {r.choice(SURNAMES)}"
-
-
-def the_thing(r: random.Random) -> str:
-    return f"the {r.choice(ADJECTIVES)} {r.choice(NOUNS)}" if r.random() < 0.5 else f"the {r.choice(NOUNS)}"
-
-
 def clock(r: random.Random) -> str:
     h, m = r.randint(1, 12), r.choice([0, 5, 10, 15, 20, 30, 40, 45, 50, r.randint(1, 59)])
     if m == 0:
@@ -186,146 +274,379 @@ def clock(r: random.Random) -> str:
     return f"{number_words(h)} {'oh ' + ONES[m] if m < 10 else number_words(m)}"
 
 
-def date(r: random.Random) -> str:
-    return f"the {ordinal_words(r.randint(1, 28))} of {r.choice(MONTHS)}"
+class Grammar:
+    """Phrases with open slots, filled from the seen or the held-out words."""
 
+    def __init__(self, r: random.Random, held: bool):
+        self.r, self.held, self.lex = r, held, lexicon()
 
-TEMPLATES = [
-    lambda r: f"{person(r)} {r.choice(VERBS)[1]} {count_of(r, r.choice(NOUNS))} in {r.choice(PLACES)}",
-    lambda r: f"{person(r)} {r.choice(VERBS)[1]} {the_thing(r)} on {r.choice(DAYS)}",
-    lambda r: f"{the_thing(r)} is {r.choice(PREPOSITIONS)} {the_thing(r)}",
-    lambda r: f"please {r.choice(VERBS)[0]} {the_thing(r)} before {clock(r)}",
-    lambda r: f"can you {r.choice(VERBS)[0]} {the_thing(r)} for {person(r)}",
-    lambda r: f"{person(r)} and {person(r)} will meet in {r.choice(PLACES)} at {clock(r)}",
-    lambda r: f"it costs {number_words(r.randint(1, 999))} dollars and {number_words(r.randint(1, 99))} cents",
-    lambda r: f"the {r.choice(NOUNS)} costs {number_words(r.randint(2, 500))} pounds",
-    lambda r: f"my number is {' '.join(ONES[r.randint(0, 9)] for _ in range(r.randint(4, 7)))}",
-    lambda r: f"{person(r)} lives at {number_words(r.randint(1, 999))} {r.choice(SURNAMES)} street",
-    lambda r: f"we {r.choice(TRAVEL)[1]} {r.choice(PLACES)} in {year_words(r.randint(1900, 2009))}",
-    lambda r: f"{person(r)} was born in {r.choice(COUNTRIES)} in {year_words(r.randint(1920, 2009))}",
-    lambda r: f"the train to {r.choice(PLACES)} leaves at {clock(r)}",
-    lambda r: f"the meeting is on {r.choice(DAYS)} {date(r)}",
-    lambda r: f"{person(r)} will {r.choice(TRAVEL)[0]} {r.choice(PLACES)} on {date(r)}",
-    lambda r: f"turn left after {the_thing(r)} and walk {number_words(r.randint(2, 900))} metres",
-    lambda r: f"there are {count_of(r, r.choice(NOUNS))} {r.choice(PREPOSITIONS)} {the_thing(r)}",
-    lambda r: f"{person(r)} has {count_of(r, r.choice(NOUNS))} and {count_of(r, r.choice(NOUNS))}",
-    lambda r: f"i {r.choice(VERBS)[1]} {the_thing(r)} {r.choice(TIMES_OF_DAY)}",
-    lambda r: f"{r.choice(PHRASES)} {person(r)}",
-    lambda r: f"{r.choice(PHRASES)} the {r.choice(NOUNS)} is {r.choice(ADJECTIVES)}",
-    lambda r: f"do you {r.choice(VERBS)[0]} {the_thing(r)} or {the_thing(r)}",
-    lambda r: f"the {r.choice(NOUNS)} was {r.choice(ADJECTIVES)} and {r.choice(ADJECTIVES)}",
-    lambda r: f"{person(r)} is a {r.choice(ADJECTIVES)} {r.choice(NOUNS)} from {r.choice(PLACES)}",
-    lambda r: f"it is {number_words(r.randint(0, 40))} degrees in {r.choice(PLACES)} {r.choice(TIMES_OF_DAY)}",
-    lambda r: f"room {number_words(r.randint(1, 999))} is on the {ordinal_words(r.randint(1, 30))} floor",
-    lambda r: f"{person(r)} {r.choice(TRAVEL)[1]} {r.choice(COUNTRIES)} last {r.choice(MONTHS)}",
-    lambda r: f"the flight from {r.choice(PLACES)} to {r.choice(PLACES)} takes {number_words(r.randint(2, 14))} hours",
-    lambda r: f"we need {count_of(r, r.choice(NOUNS))} for {person(r)} by {r.choice(DAYS)}",
-    lambda r: f"{person(r)} {r.choice(VERBS)[1]} {the_thing(r)} {r.choice(PREPOSITIONS)} {the_thing(r)}",
-    lambda r: f"the score was {number_words(r.randint(0, 9))} to {number_words(r.randint(0, 9))} on {r.choice(DAYS)}",
-    lambda r: f"add {number_words(r.randint(1, 99))} and {number_words(r.randint(1, 99))} to get the answer",
-    lambda r: f"page {number_words(r.randint(1, 999))} of the {r.choice(ADJECTIVES)} book is missing",
-    lambda r: f"does {person(r)} {r.choice(VERBS)[0]} the {plural(r.choice(NOUNS))} on {r.choice(DAYS)}",
-    lambda r: f"{person(r)} {r.choice(VERBS)[1]} a {r.choice(ADJECTIVES)} {r.choice(NOUNS)} {r.choice(TIMES_OF_DAY)}",
-    lambda r: f"the shop in {r.choice(PLACES)} opens at {clock(r)} on {r.choice(DAYS)}",
-    lambda r: f"my {r.choice(['brother', 'sister', 'mother', 'father', 'friend', 'neighbour'])} "
-              f"{r.choice(VERBS)[1]} {the_thing(r)} yesterday",
-    lambda r: f"we saw {count_of(r, r.choice(NOUNS))} near the {r.choice(NOUNS)} in {r.choice(PLACES)}",
-    lambda r: f"{person(r)} says the {r.choice(NOUNS)} is too {r.choice(ADJECTIVES)}",
-    lambda r: f"call {person(r)} at {clock(r)} {r.choice(TIMES_OF_DAY)}",
-]
+    def w(self, cls: str) -> tuple:
+        return self.lex.draw(self.r, cls, self.held)
 
+    def name(self) -> str:
+        return self.w("name")[0]
 
-def split_of(sentence: str) -> str:
-    """Each sentence's split is a function of its text alone: test and dev never leak into train."""
-    bucket = int.from_bytes(hashlib.sha1(sentence.encode()).digest()[:4], "big") % 100
-    return "test" if bucket < 5 else "dev" if bucket < 10 else "train"
+    def noun_phrase(self, plural=None) -> tuple:
+        """(words, plural?)"""
+        r = self.r
+        if r.random() < 0.12:
+            return self.name(), False
+        plural = r.random() < 0.35 if plural is None else plural
+        noun = self.w("noun")
+        adjectives = [self.w("adj")[0] for _ in range(r.choice([0, 0, 0, 1, 1, 2]))]
+        head = " ".join(adjectives + [noun[1] if plural else noun[0]])
+        if plural:
+            det = number_words(r.choice([2, 3, 4, 5, 10, r.randint(2, 99)])) if r.random() < 0.25 else r.choice(DETS_PL)
+        else:
+            det = r.choice(DETS_SG)
+            if det == "a" and head[0] in "aeiou":
+                det = "an"
+        return f"{det} {head}", plural
+
+    def verb_phrase(self, plural: bool) -> str:
+        r = self.r
+        base, past, participle, ing, third = self.w("verb")
+        tense = r.randrange(6)
+        verb = [past, base if plural else third, f"will {base}", f"{'are' if plural else 'is'} {ing}",
+                f"{'have' if plural else 'has'} {participle}", f"{r.choice(MODALS)} {base}"][tense]
+        parts = [verb]
+        if r.random() < 0.7:
+            parts.append(self.noun_phrase()[0])
+        if r.random() < 0.35:
+            parts.append(f"{r.choice(PREPOSITIONS)} {self.noun_phrase()[0]}")
+        if r.random() < 0.2:
+            parts.append(self.w("adv")[0])
+        return " ".join(parts)
+
+    def clause(self) -> str:
+        subject, plural = self.noun_phrase()
+        return f"{subject} {self.verb_phrase(plural)}"
+
+    def question(self) -> str:
+        r = self.r
+        subject, plural = self.noun_phrase()
+        base = self.w("verb")[0]
+        return r.choice([
+            lambda: f"{r.choice(['did', 'will', 'can', 'should'])} {subject} {base} {self.noun_phrase()[0]}?",
+            lambda: f"why {'are' if plural else 'is'} {subject} so {self.w('adj')[0]}?",
+            lambda: f"where {'do' if plural else 'does'} {subject} {base}?",
+            lambda: f"{'were' if plural else 'was'} {subject} {self.w('adj')[0]}?",
+            lambda: f"who {self.w('verb')[1]} {self.noun_phrase()[0]}?",
+            lambda: f"what did {self.name()} {base}, {self.name()}?",
+        ])()
+
+    def sentence(self) -> str:
+        r = self.r
+        kind = r.random()
+        if kind < 0.3:
+            return self.clause() + "."
+        if kind < 0.42:
+            return self.question()
+        if kind < 0.52:  # commas: an adverb or a name in front, two clauses, a list
+            return r.choice([
+                lambda: f"{self.w('adv')[0]}, {self.clause()}.",
+                lambda: f"{self.name()}, {self.clause()}.",
+                lambda: f"{self.clause()}, and {self.clause()}.",
+                lambda: f"{self.noun_phrase()[0]}, {self.noun_phrase()[0]} and {self.noun_phrase()[0]}.",
+            ])()
+        if kind < 0.6:
+            subject, plural = self.noun_phrase()
+            return f"{subject} {'were' if plural else 'was'} {self.w('adj')[0]} and {self.w('adj')[0]}."
+        if kind < 0.72:  # numbers, times, years and names
+            return r.choice([
+                lambda: f"{self.name()} {self.w('verb')[1]} {number_words(r.randint(2, 999))} {self.w('noun')[1]} "
+                        f"in {year_words(r.randint(1900, 2009))}.",
+                lambda: f"the {self.w('noun')[0]} to {self.name()} leaves at {clock(r)}.",
+                lambda: f"it costs {number_words(r.randint(1, 999))} dollars and {number_words(r.randint(1, 99))} "
+                        f"cents.",
+                lambda: f"{self.name()} {self.w('verb')[1]} on {r.choice(DAYS)} the {ordinal_words(r.randint(1, 28))} "
+                        f"of {r.choice(MONTHS)}.",
+                lambda: f"there are {number_words(r.randint(2, 99))} {self.w('noun')[1]} "
+                        f"{r.choice(PREPOSITIONS)} {self.noun_phrase()[0]}.",
+                lambda: f"{self.name()} {self.name()} was born in {year_words(r.randint(1920, 2009))}.",
+            ])()
+        # random words: no context predicts the next one
+        n = r.randint(3, 10)
+        words = [self.w("word")[0] if r.random() < 0.85 else r.choice(DETS_SG + PREPOSITIONS) for _ in range(n)]
+        return " ".join(words) + r.choice([".", ".", "", "?"])
 
 
 def make_sentence(r: random.Random, split: str) -> str:
-    """Lowercase words, as spoken. Draws until the sentence hashes into `split` (cheap rejection)."""
+    """Lowercase words with punctuation, as spoken. Draws until the sentence belongs to `split`."""
     while True:
-        words = r.choice(TEMPLATES)(r).split()
-        if len(words) <= 16 and split_of(" ".join(words)) == split:
-            return " ".join(words)
+        sentence = Grammar(r, split == "test").sentence()
+        if 3 <= len(words_of(sentence)) <= 16 and split_of(sentence) == split:
+            return sentence
 
 
 # --------------------------------------------------------------------------------------------------
 # voices
 
+def variants() -> list:
+    """espeak-ng's voice variants, from its data directory: an unknown name would be silently ignored."""
+    import espeakng_loader
+
+    return sorted(os.listdir(os.path.join(espeakng_loader.get_data_path(), "voices", "!v")))
+
+
+_SPEAKERS = {}
+
+
 def make_speakers(seed: int) -> list:
-    """N_SPEAKERS distinct (accent, variant) voices with their own speed, pitch and range."""
+    """One speaker per (accent, variant or none), with its own speed, pitch and pitch range. Those
+    with a held-out accent or variant (ids from 9000) read only test and test_seen."""
+    if seed in _SPEAKERS:
+        return _SPEAKERS[seed]
+    known = variants()
+    missing = [v for v in HELD_OUT_VARIANTS if v not in known]
+    if missing:
+        raise RuntimeError(f"espeak-ng has no voice variant {missing}: HELD_OUT_VARIANTS must name files in voices/!v")
     r = random.Random(f"{seed}/speakers")
-    combos = [(a, v) for a in ACCENTS for v in VARIANTS]
-    r.shuffle(combos)
-    speakers = []
-    for i, (accent, variant) in enumerate(combos[:N_SPEAKERS]):
-        speakers.append(dict(id=1000 + i * 10, voice=f"{accent}+{variant}", rate=r.randint(140, 190),
-                             pitch=r.randint(35, 65), range=r.randint(30, 80)))
-    held_out = dict(id=9000, voice=HELD_OUT_VOICE, rate=r.randint(150, 180), pitch=50, range=50)
-    return speakers + [held_out]
+    seen, unseen = [], []
+    for accent in ACCENTS:
+        for variant in [None, *known]:
+            held = accent == HELD_OUT_ACCENT or variant in HELD_OUT_VARIANTS
+            group = unseen if held else seen
+            voice = accent + (f"+{variant}" if variant else "")
+            group.append(dict(id=(9000 if held else 1000) + len(group), voice=voice, rate=r.randint(130, 200),
+                              pitch=r.randint(25, 75), range=r.randint(20, 90), held_out=held))
+    _SPEAKERS[seed] = seen + unseen
+    return _SPEAKERS[seed]
+
+
+def speaker_of(seed: int, split: str, chapter: int) -> dict:
+    speakers = make_speakers(seed)
+    unseen = split in ("test", "test_seen")
+    return random.Random(f"{seed}/{split}/chapter/{chapter}").choice([s for s in speakers if s["held_out"] == unseen])
+
+
+# --------------------------------------------------------------------------------------------------
+# audio
+
+_ENGINE = None
+_BABBLE = None
+
+
+def engine() -> ESpeak:
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = ESpeak()
+    return _ENGINE
+
+
+def resample(pcm: np.ndarray, speed: float) -> np.ndarray:
+    """espeak's 22050 Hz int16 to 16 kHz float32, played `speed` times faster (pitch follows, as tape does)."""
+    import soxr
+
+    return soxr.resample(pcm.astype(np.float32) / 32768.0, engine().sample_rate * speed, SAMPLE_RATE).astype(np.float32)
+
+
+def babble_clips() -> list:
+    """BABBLE_CLIPS clips of random seen words by seen voices, the source of babble noise: the same for every
+    seed and process (each made in a fresh fork), built once per process."""
+    global _BABBLE
+    if _BABBLE is None:
+        r = random.Random("babble")
+        seen = [s for s in make_speakers(0) if not s["held_out"]]
+        _BABBLE = []
+        for _ in range(BABBLE_CLIPS):
+            text = " ".join(lexicon().draw(r, "word", False)[0] for _ in range(12))
+            speaker = r.choice(seen)
+            _BABBLE.append(resample(engine().synth(text, speaker["voice"], speaker["rate"], speaker["pitch"],
+                                                   speaker["range"], seed=r.getrandbits(31)), 1.0))
+    return _BABBLE
+
+
+def word_times(text: str, pcm: np.ndarray, events: np.ndarray, sample_rate: int):
+    """[(token, start, end)] in seconds of `pcm` for each whitespace token of `text`, or None when an
+    event can't be placed. A token's start is its first event (several for some tokens); it ends where
+    the sound stops before the next word starts (trailing pauses and word gaps are not the word's)."""
+    tokens, spans, pos = text.split(), [], 0
+    for token in tokens:
+        pos = text.index(token, pos)
+        spans.append((pos, pos + len(token)))
+        pos += len(token)
+    starts = [None] * len(tokens)
+    for char, _, sample in events.tolist():
+        i = next((k for k, (a, b) in enumerate(spans) if a <= char - 1 < b), None)
+        if i is None:
+            return None
+        starts[i] = sample if starts[i] is None else min(starts[i], sample)
+    if None in starts or starts != sorted(starts):
+        return None
+    hop = sample_rate // 200  # 5 ms frames
+    frames = pcm[: len(pcm) // hop * hop].astype(np.float32).reshape(-1, hop)
+    energy = 10 * np.log10((frames**2).mean(1) + 1e-3)
+    loud = energy > energy.max() - 40
+    out = []
+    for k, token in enumerate(tokens):
+        a, b = starts[k] // hop, (starts[k + 1] if k + 1 < len(tokens) else len(pcm)) // hop
+        active = np.nonzero(loud[a:b])[0]
+        end = (a + active[-1] + 1) * hop if len(active) else max(starts[k] + hop, b * hop)
+        out.append((token, starts[k] / sample_rate, int(min(end, len(pcm))) / sample_rate))
+    return out
+
+
+def pink(rng: np.random.Generator, n: int) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    return np.fft.irfft(spectrum, n)
+
+
+def reverberate(audio: np.ndarray, rng: np.random.Generator, rt60: float, direct_to_reverb_db: float) -> np.ndarray:
+    """A room as exponentially decaying noise after the direct sound (60 dB down after rt60)."""
+    n = int(rt60 * SAMPLE_RATE)
+    tail = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / n)
+    ir = tail / np.sqrt((tail**2).sum()) * 10 ** (-direct_to_reverb_db / 20)
+    ir[0] += 1.0
+    size = 1 << int(np.ceil(np.log2(len(audio) + n)))
+    wet = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(ir, size), size)[: len(audio)]
+    return wet.astype(np.float32)
+
+
+def augmentation(r: random.Random) -> dict:
+    """What happens to one utterance after espeak, drawn from its RNG (CLEAN_SHARE of them get no
+    speed change, reverberation or noise): the parts of render() a test can also set by hand."""
+    clean = r.random() < CLEAN_SHARE
+    aug = dict(speed=1.0 if clean else r.uniform(0.9, 1.1), lead=r.uniform(0.05, 0.4), tail=r.uniform(0.05, 0.4),
+               reverb=None, noise=None, level_db=-30 + r.uniform(-20, 20), seed=r.getrandbits(64))
+    if not clean and r.random() < 0.3:
+        aug["reverb"] = dict(rt60=r.uniform(0.15, 0.9), direct_to_reverb_db=r.uniform(0, 12))
+    if not clean and r.random() < 0.7:
+        kind = r.choice(["white", "pink", "babble"])
+        # babble: 3-5 talkers, each a clip (index, where in it to start, gain)
+        talkers = [(r.randrange(BABBLE_CLIPS), r.random(), r.uniform(0.5, 1.0)) for _ in range(r.randint(3, 5))]
+        aug["noise"] = dict(kind=kind, snr_db=r.uniform(10, 30) if kind == "babble" else r.uniform(5, 30),
+                            talkers=talkers if kind == "babble" else [])
+    return aug
+
+
+def render(text: str, speaker: dict, r: random.Random, word_gap=None, aug=None):
+    """One utterance at 16 kHz, and its word times (or None): the speaker's voice with per-utterance
+    rate, pitch, range and word gap, then speed, silence, reverberation, noise and a level whose
+    peak never clips. `word_gap` and `aug` override the random ones."""
+    n_words = len(text.split())
+    rate = min(400, max(90, speaker["rate"] + r.randint(-15, 15)))
+    pitch = min(99, max(0, speaker["pitch"] + r.randint(-8, 8)))
+    pitch_range = min(100, max(0, speaker["range"] + r.randint(-10, 10)))
+    gap = 0 if r.random() < 0.6 else r.randint(1, max(1, 40 // n_words))
+    word_gap = gap if word_gap is None else word_gap
+    pcm, events = engine().synth_words(text, speaker["voice"], rate, pitch, pitch_range, seed=r.getrandbits(31),
+                                       word_gap=word_gap)
+    times = word_times(text, pcm, events, engine().sample_rate)
+    aug = augmentation(r) if aug is None else aug
+    speech = resample(pcm, aug["speed"])
+    lead, tail = aug["lead"], aug["tail"]
+    room = MAX_SECONDS - len(speech) / SAMPLE_RATE
+    if lead + tail > room:  # only the silence shrinks; utterance() makes sure the speech fits
+        lead, tail = (max(0.0, room) * x / (lead + tail) for x in (lead, tail))
+    lead_n = int(lead * SAMPLE_RATE)
+    audio = np.concatenate([np.zeros(lead_n, np.float32), speech, np.zeros(int(tail * SAMPLE_RATE), np.float32)])
+    rng = np.random.default_rng(aug["seed"])
+    speech_rms = float(np.sqrt(np.mean(speech**2))) + 1e-6
+    if aug["reverb"]:
+        audio = reverberate(audio, rng, **aug["reverb"])
+    if aug["noise"]:
+        kind = aug["noise"]["kind"]
+        if kind == "white":
+            noise = rng.standard_normal(len(audio))
+        elif kind == "pink":
+            noise = pink(rng, len(audio))
+        else:  # other espeak speech, each talker from its own point of a clip, looped
+            clips = babble_clips()
+            noise = np.zeros(len(audio))
+            for index, start, gain in aug["noise"]["talkers"]:
+                clip = clips[index]
+                noise += np.resize(np.roll(clip, -int(start * len(clip))), len(audio)) * gain
+        noise *= speech_rms * 10 ** (-aug["noise"]["snr_db"] / 20) / (float(np.sqrt(np.mean(noise**2))) + 1e-9)
+        audio = audio + noise.astype(np.float32)
+    audio = audio * (10 ** (aug["level_db"] / 20) / speech_rms)  # the level is the speech's RMS
+    peak = float(np.abs(audio).max())
+    if peak > 0.99:  # never clip: loud draws are scaled down to a 0.99 peak
+        audio *= 0.99 / peak
+    audio = audio.astype(np.float32)
+    words = None
+    if times is not None:
+        duration = len(audio) / SAMPLE_RATE
+        words = [[token, round(min(duration, lead_n / SAMPLE_RATE + start / aug["speed"]), 3),
+                  round(min(duration, lead_n / SAMPLE_RATE + end / aug["speed"]), 3)] for token, start, end in times]
+    return audio, words
 
 
 def synthesize(text: str, speaker: dict, r: random.Random) -> np.ndarray:
-    """One utterance at 16 kHz: speaker's voice with per-utterance jitter, silence, gain and noise."""
-    rate, pitch = speaker["rate"] + r.randint(-12, 12), min(99, max(0, speaker["pitch"] + r.randint(-6, 6)))
-    audio = speak(text, speaker["voice"], rate, pitch, speaker["range"], seed=r.getrandbits(31))
-    noise_rng = np.random.default_rng(r.getrandbits(64))
-    lead, tail = (np.zeros(int(SAMPLE_RATE * r.uniform(0.05, 0.4)), np.float32) for _ in range(2))
-    audio = np.concatenate([lead, audio, tail])
-    audio *= r.uniform(0.3, 0.9) / max(1e-4, float(np.abs(audio).max()))
-    rms = float(np.sqrt(np.mean(audio**2)))
-    snr_db = r.uniform(20, 45)
-    audio += noise_rng.standard_normal(len(audio)).astype(np.float32) * rms * 10 ** (-snr_db / 20)
-    return np.clip(audio, -1, 1)
+    """render()'s audio alone."""
+    return render(text, speaker, r)[0]
 
 
 def utterance(job):
-    """Worker: (seed, split, index, speakers) -> (speaker id, text, flac bytes, seconds)."""
+    """Worker: (seed, split, index) -> (speaker, text, flac bytes, seconds, word times or None)."""
     import soundfile
 
-    seed, split, index, speakers = job
+    seed, split, index = job
     r = random.Random(f"{seed}/{split}/{index}")
-    text = make_sentence(r, split)
-    if split == "test" and r.random() < HELD_OUT_SHARE:
-        speaker = speakers[-1]
-    else:
-        speaker = r.choice(speakers[:-1])
-    audio = synthesize(text, speaker, r)
+    speaker = speaker_of(seed, split, index // CHAPTER_SIZE)
+    while True:  # the rare sentence too long for MAX_SECONDS at this voice's rate is drawn again
+        text = make_sentence(r, split)
+        audio, words = render(text, speaker, r)
+        if len(audio) <= MAX_SECONDS * SAMPLE_RATE:
+            break
+    transcript = text.upper()
+    if words is not None:
+        words = [[token.upper(), start, end] for token, start, end in words]
     buf = io.BytesIO()
     soundfile.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    return speaker["id"], text, buf.getvalue(), len(audio) / SAMPLE_RATE
+    return speaker, transcript, buf.getvalue(), len(audio) / SAMPLE_RATE, words
 
 
 def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, workers: int, bar) -> dict:
-    """Synthesise utterances in index order until `seconds` of audio; write flacs and transcripts."""
-    speakers = make_speakers(seed)
-    transcripts, total, index, counters = {}, 0.0, 0, {}
+    """Synthesise utterances in index order until `seconds` of audio; write flacs, transcripts and
+    word times; return the split's statistics."""
+    lines, word_lines, total, index = {}, {}, 0.0, 0
+    words, voices, speakers, unknown_times = set(), set(), set(), 0
     while total < seconds:
         # jobs per round: enough for the seconds still missing (~3 s each), so little is thrown away
         window = max(workers, min(16 * workers, math.ceil((seconds - total) / 3.0)))
-        jobs = [(seed, split, index + k, speakers) for k in range(window)]
+        jobs = [(seed, split, index + k) for k in range(window)]
         results = pool.map(utterance, jobs, chunksize=max(1, window // (4 * workers))) if pool else map(utterance, jobs)
-        for speaker_id, text, flac, duration in results:
+        for speaker, transcript, flac, duration, times in results:
+            chapter = CHAPTER_OFFSET[split] + index // CHAPTER_SIZE
+            utt_id = f"{speaker['id']}-{chapter}-{index % CHAPTER_SIZE:04d}"
             index += 1
-            # chapters: blocks of 100 utterances; split offsets keep chapter ids unique across subsets
-            chapter = {"train": 100000, "dev": 700000, "test": 800000}[split] + (index - 1) // 100
-            n = counters.get((speaker_id, chapter), 0)
-            counters[(speaker_id, chapter)] = n + 1
-            utt_id = f"{speaker_id}-{chapter}-{n:04d}"
-            folder = os.path.join(out_dir, split, str(speaker_id), str(chapter))
+            folder = os.path.join(out_dir, split, str(speaker["id"]), str(chapter))
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, utt_id + ".flac"), "wb") as f:
                 f.write(flac)
-            transcripts.setdefault(folder, []).append(f"{utt_id} {text.upper()}")
+            lines.setdefault(folder, []).append(f"{utt_id} {transcript}")
+            word_lines.setdefault(folder, []).append(json.dumps({"id": utt_id, "words": times}))
+            words.update(words_of(transcript))
+            voices.add(speaker["voice"])
+            speakers.add(speaker["id"])
+            unknown_times += times is None
             total += duration
-            bar.update(duration)
+            bar.update(min(duration, bar.total - bar.n))  # the last utterance overshoots
             if total >= seconds:
                 break
-    for folder, lines in transcripts.items():
+    for folder in lines:
         speaker_id, chapter = folder.split(os.sep)[-2:]
         with open(os.path.join(folder, f"{speaker_id}-{chapter}.trans.txt"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return dict(utterances=index, seconds=round(total, 2))
+            f.write("\n".join(lines[folder]) + "\n")
+        with open(os.path.join(folder, f"{speaker_id}-{chapter}.words.jsonl"), "w") as f:
+            f.write("\n".join(word_lines[folder]) + "\n")
+    return dict(utterances=index, seconds=round(total, 2), chapters=len(lines), speakers=len(speakers),
+                voices=sorted(voices), words=sorted(words), unknown_word_times=unknown_times)
+
+
+def corpus_checks(stats: dict) -> dict:
+    """The promises the splits make, counted: every count must be 0."""
+    lex = lexicon()
+    seen_words = set().union(*(stats[s]["words"] for s in ("train", "dev")))
+    seen_voices = set().union(*(stats[s]["voices"] for s in ("train", "dev")))
+    return dict(
+        held_out_words_in_train_or_dev=sum(lex.held_out(w) for w in seen_words),
+        test_content_words_not_held_out=sum(not lex.held_out(w) for w in stats["test"]["words"] if w not in lex.shared),
+        test_content_words_in_train_or_dev=len((set(stats["test"]["words"]) - lex.shared) & seen_words),
+        test_voices_in_train_or_dev=len(set(stats["test"]["voices"] + stats["test_seen"]["voices"]) & seen_voices),
+    )
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -345,23 +666,25 @@ def main(argv=None):
     from tqdm import tqdm
 
     p = OneLineErrors(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="data/synthetic_src", help="corpus root; train/, dev/, test/ go inside")
+    p.add_argument("--out", default="data/synthetic_src", help="corpus root; train/, dev/, test/, test_seen/ go inside")
     p.add_argument("--hours", type=float, default=2.0, help="total audio (fractions fine: 0.01 = 36 s)")
     p.add_argument("--dev-fraction", type=float, default=0.05)
-    p.add_argument("--test-fraction", type=float, default=0.05)
+    p.add_argument("--test-fraction", type=float, default=0.05, help="held-out words by held-out voices")
+    p.add_argument("--test-seen-fraction", type=float, default=0.03, help="seen words by held-out voices")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--overwrite", action="store_true", help="delete existing train/dev/test under --out first")
+    p.add_argument("--overwrite", action="store_true", help="delete the existing splits under --out first")
     args = p.parse_args(argv)
     # every option is checked before anything is written or synthesised
     if not (math.isfinite(args.hours * 3600) and args.hours > 0):
         usage_error(f"--hours must be a positive number, got {args.hours}")
     if args.workers < 1:  # 0 once hung before the first utterance
         usage_error(f"--workers must be at least 1, got {args.workers}")
-    fractions = (args.dev_fraction, args.test_fraction)
+    fractions = (args.dev_fraction, args.test_fraction, args.test_seen_fraction)
     if not all(math.isfinite(f) and f >= 0 for f in fractions) or sum(fractions) >= 1:
-        usage_error(f"--dev-fraction {args.dev_fraction} and --test-fraction {args.test_fraction} must not be "
-                    "negative and must leave audio for train (their sum below 1)")
+        usage_error(f"--dev-fraction {args.dev_fraction}, --test-fraction {args.test_fraction} and "
+                    f"--test-seen-fraction {args.test_seen_fraction} must not be negative and must leave audio "
+                    "for train (their sum below 1)")
     for split in SPLITS:
         path = os.path.join(args.out, split)
         if os.path.exists(path) and not args.overwrite:
@@ -373,13 +696,20 @@ def main(argv=None):
         os.remove(probe)
     except OSError as e:
         usage_error(f"{args.out}: output directory is not writable ({e.strerror})")
+    try:  # built before the workers fork, so they share it
+        lexicon()
+        make_speakers(args.seed)
+        babble_clips()
+    except RuntimeError as e:
+        raise SystemExit(f"error: {e}") from None
     for split in SPLITS:
         if os.path.exists(os.path.join(args.out, split)):
             shutil.rmtree(os.path.join(args.out, split))
 
     total = args.hours * 3600
-    targets = {"dev": total * args.dev_fraction, "test": total * args.test_fraction}
-    targets["train"] = total - targets["dev"] - targets["test"]
+    targets = {"dev": total * args.dev_fraction, "test": total * args.test_fraction,
+               "test_seen": total * args.test_seen_fraction}
+    targets["train"] = total - sum(targets.values())
     t0 = time.time()
     stats = {}
     # concurrent.futures, not multiprocessing.Pool: a worker killed (OOM, kill -9) fails the run at once
@@ -388,7 +718,11 @@ def main(argv=None):
     try:
         with tqdm(total=round(total), unit="s", unit_scale=True, desc="seconds of audio", dynamic_ncols=True) as bar:
             for split in SPLITS:
-                stats[split] = generate_split(args.out, split, targets[split], args.seed, pool, args.workers, bar)
+                if targets[split] > 0:
+                    stats[split] = generate_split(args.out, split, targets[split], args.seed, pool, args.workers, bar)
+                else:
+                    stats[split] = dict(utterances=0, seconds=0.0, chapters=0, speakers=0, voices=[], words=[],
+                                        unknown_word_times=0)
     except BrokenProcessPool:
         raise SystemExit(f"error: {args.out}: a worker process died (out of memory? killed?); the corpus is "
                          "incomplete: run again with --overwrite") from None
@@ -396,15 +730,31 @@ def main(argv=None):
         if pool:
             pool.shutdown(wait=True, cancel_futures=True)
     elapsed = time.time() - t0
-    n = sum(s["utterances"] for s in stats.values())
-    seconds = sum(s["seconds"] for s in stats.values())
-    info = dict(seed=args.seed, hours=args.hours, splits=stats, speakers=make_speakers(args.seed),
-                held_out_voice=HELD_OUT_VOICE, held_out_speaker=9000)
+    checks = corpus_checks(stats)
+    summary = {split: dict(utterances=s["utterances"], hours=round(s["seconds"] / 3600, 4), chapters=s["chapters"],
+                           speakers=s["speakers"], voices=len(s["voices"]), distinct_words=len(s["words"]),
+                           unknown_word_times=s["unknown_word_times"]) for split, s in stats.items()}
+    lex = lexicon()
+    info = dict(seed=args.seed, hours=args.hours, splits=summary, checks=checks,
+                vocabulary=dict(words=len(lex.vocab), shared=len(lex.shared),
+                                held_out=sum(lex.held_out(w) for w in lex.vocab), source="symspellpy "
+                                "frequency_dictionary_en_82_765.txt (Google Books Ngram counts, SCOWL), lemminflect"),
+                held_out_accent=HELD_OUT_ACCENT, held_out_variants=list(HELD_OUT_VARIANTS),
+                speakers=make_speakers(args.seed))
     with open(os.path.join(args.out, "synthetic.json"), "w") as f:
         json.dump(info, f, indent=1)
+    n = sum(s["utterances"] for s in stats.values())
+    seconds = sum(s["seconds"] for s in stats.values())
+    for split, s in summary.items():
+        print(f"{split:9s} {s['utterances']:6d} utterances {s['hours']:8.4f} h {s['chapters']:5d} chapters "
+              f"{s['speakers']:4d} speakers {s['voices']:4d} voices {s['distinct_words']:6d} distinct words "
+              f"{s['unknown_word_times']} without word times")
+    print("checks (all must be 0): " + ", ".join(f"{k} {v}" for k, v in checks.items()))
     print(f"{n} utterances, {seconds / 3600:.3f} h of audio in {elapsed:.1f} s with {args.workers} workers: "
-          f"{n / elapsed:.1f} utt/s, {n / elapsed / args.workers:.1f} utt/s per core, "
-          f"{seconds / elapsed:.0f}x real time -> {args.out}")
+          f"{seconds / elapsed:.1f} audio seconds per wall second, {n / elapsed / args.workers:.1f} utt/s per "
+          f"worker -> {args.out}")
+    if any(checks.values()):
+        raise SystemExit(f"error: {args.out}: the splits overlap ({checks}); this is a bug")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ eval_only = False  # evaluate once and exit
 log_interval = 10
 # model (init_from='scratch' only; otherwise the dims come from the checkpoint)
 n_mels = 80
-n_audio_ctx = 1500  # the audio context switch: 1500 = 30 s windows as in Whisper; fewer = shorter windows, see below
+n_audio_ctx = 1500  # the audio context switch: 1500 = 30 s windows as in Whisper; fewer = shorter ones (docs/train.md)
 n_audio_state = 384
 n_audio_head = 6
 n_audio_layer = 4

@@ -96,7 +96,7 @@ FUNCTION_WORDS = set(
     "does did doing will would shall should can could may might must not yes very too also just only still even "
     "again already never always often sometimes here there now today tomorrow yesterday tonight please hundred "
     "thousand oh o'clock half past quarter dollars cents pounds degrees percent metres last next born costs "
-    "leaves".split()
+    "leaves counted".split()
     + PREPOSITIONS + DAYS + MONTHS + ONES + TENS[2:] + list(ORDINAL.values())
     + "fourth sixth seventh tenth eleventh thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth "
       "nineteenth twentieth thirtieth".split())
@@ -361,7 +361,7 @@ class Grammar:
                         f"cents.",
                 lambda: f"{self.name()} {self.w('verb')[1]} on {r.choice(DAYS)} the {ordinal_words(r.randint(1, 28))} "
                         f"of {r.choice(MONTHS)}.",
-                lambda: f"there are {number_words(r.randint(2, 99))} {self.w('noun')[1]} "
+                lambda: f"we counted {number_words(r.randint(2, 99))} {self.w('noun')[1]} "
                         f"{r.choice(PREPOSITIONS)} {self.noun_phrase()[0]}.",
                 lambda: f"{self.name()} {self.name()} was born in {year_words(r.randint(1920, 2009))}.",
             ])()

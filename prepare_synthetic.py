@@ -24,8 +24,9 @@ language:
   its lemma (the most frequent and the function words stay shared so that grammar works).
   `train` and `dev` never contain a held-out word. `test` sentences have only held-out content
   words. `dev` and `test_seen` are seen words in sentences that are in no other split (a hash of the
-  sentence). `test` and `test_seen` are read by voices no other split has: the whole West Midlands
-  accent and the variants in HELD_OUT_VARIANTS.
+  sentence); test_seen's words are all in the first CORE_SENTENCES train sentences, so a model
+  trained on ~2 h or more has heard every one. `test` and `test_seen` are read by voices no other
+  split has: the whole West Midlands accent and the variants in HELD_OUT_VARIANTS.
 - Voices: all 8 English espeak-ng accents times every variant in espeak-ng-data/voices/!v (and none),
   each a speaker with its own rate, pitch and pitch range, jittered per utterance along with the gap
   between words. A chapter is CHAPTER_SIZE consecutive utterances by one speaker.
@@ -66,6 +67,7 @@ VOCAB_SIZE = 40000  # most frequent words of the list; beyond that they get obsc
 TEMPERATURE = 0.3  # word probability ~ count**0.3
 SHARED_TOP = 300  # the most frequent words are never held out: sentences need them
 HELD_OUT_PER_MILLE = 100
+CORE_SENTENCES = 2000  # test_seen's words come from the first this many train sentences
 
 ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
 HELD_OUT_ACCENT = "en-gb-x-gbcwmd"
@@ -172,20 +174,36 @@ class Lexicon:
             elif pos == "adv":
                 classes["adv"].append((low,))
         classes["word"] = [(w,) for w in self.vocab if w not in FUNCTION_WORDS]
-        # per class: the entries whose every form is seen, and those whose forms are all held out
-        self.pools = {}
-        for held in (False, True):
-            pools = {}
-            for name, items in classes.items():
-                if held:  # a held-out lemma whose forms are all held out (or shared, as "went" may be)
-                    keep = [forms for forms in dict.fromkeys(items) if self.held_out(forms[0])
-                            and all(self.held_out(w) or w in self.shared for w in forms)]
-                else:
-                    keep = [forms for forms in dict.fromkeys(items) if not any(self.held_out(w) for w in forms)]
-                keep = [forms for forms in keep if speakable(forms[0], lemmas)]
-                weights = np.array([self.counts.get(forms[0], 1) ** TEMPERATURE for forms in keep])
-                pools[name] = (keep, np.cumsum(weights) / weights.sum())
-            self.pools[held] = pools
+        # per class: the entries whose every form is seen ("seen"), and those of a held-out lemma
+        # whose forms are all held out or shared, as "went" may be ("held")
+        classes = {name: [forms for forms in dict.fromkeys(items) if speakable(forms[0], lemmas)]
+                   for name, items in classes.items()}
+        self.core_words = {}
+        self.pools = {"seen": self._pools(classes, lambda forms: not any(self.held_out(w) for w in forms)),
+                      "held": self._pools(classes, lambda forms: self.held_out(forms[0]) and all(
+                          self.held_out(w) or w in self.shared for w in forms))}
+
+    def _pools(self, classes: dict, keep) -> dict:
+        """class -> (entries, cumulative tempered frequencies) of the entries `keep` accepts."""
+        pools = {}
+        for name, items in classes.items():
+            kept = [forms for forms in items if keep(forms)]
+            weights = np.array([self.counts.get(forms[0], 1) ** TEMPERATURE for forms in kept])
+            pools[name] = (kept, np.cumsum(weights) / weights.sum())
+        return pools
+
+    def core(self, seed: int) -> set:
+        """The words of the first CORE_SENTENCES train sentences of this seed: test_seen uses only
+        these, so its words are heard in training whenever train has that many utterances (~2 h)."""
+        if seed not in self.core_words:
+            words = set()
+            for i in range(CORE_SENTENCES):  # utterance()'s first draw for train utterance i
+                words.update(words_of(make_sentence(random.Random(f"{seed}/train/{i}"), "train")))
+            seen = self.pools["seen"]
+            self.pools[("core", seed)] = self._pools({name: items for name, (items, _) in seen.items()},
+                                                     lambda forms: forms[0] in words)
+            self.core_words[seed] = words
+        return self.core_words[seed]
 
     def held_out(self, word: str) -> bool:
         """A pure function of the word: held out if a lemma it can come from hashes into the held-out
@@ -195,8 +213,9 @@ class Lexicon:
         keys = self.lemmas_of.get(word, set()) | {word}
         return any(_bucket(f"held-out/{k}", 1000) < HELD_OUT_PER_MILLE for k in keys if k not in self.shared)
 
-    def draw(self, r: random.Random, cls: str, held: bool) -> tuple:
-        items, cdf = self.pools[held][cls]
+    def draw(self, r: random.Random, cls: str, pool) -> tuple:
+        """An entry of class `cls` from pool "seen", "held" or ("core", seed), by tempered frequency."""
+        items, cdf = self.pools[pool][cls]
         return items[min(int(np.searchsorted(cdf, r.random(), side="right")), len(items) - 1)]
 
 
@@ -275,13 +294,13 @@ def clock(r: random.Random) -> str:
 
 
 class Grammar:
-    """Phrases with open slots, filled from the seen or the held-out words."""
+    """Phrases with open slots, filled from one pool of words (Lexicon.draw)."""
 
-    def __init__(self, r: random.Random, held: bool):
-        self.r, self.held, self.lex = r, held, lexicon()
+    def __init__(self, r: random.Random, pool):
+        self.r, self.pool, self.lex = r, pool, lexicon()
 
     def w(self, cls: str) -> tuple:
-        return self.lex.draw(self.r, cls, self.held)
+        return self.lex.draw(self.r, cls, self.pool)
 
     def name(self) -> str:
         return self.w("name")[0]
@@ -371,11 +390,16 @@ class Grammar:
         return " ".join(words) + r.choice([".", ".", "", "?"])
 
 
-def make_sentence(r: random.Random, split: str) -> str:
-    """Lowercase words with punctuation, as spoken. Draws until the sentence belongs to `split`."""
+def make_sentence(r: random.Random, split: str, seed: int = 1337) -> str:
+    """Lowercase words with punctuation, as spoken. Draws until the sentence belongs to `split`
+    (test_seen: and has only words of the seed's first train sentences)."""
+    core = lexicon().core(seed) if split == "test_seen" else None
+    pool = "held" if split == "test" else ("core", seed) if core else "seen"
     while True:
-        sentence = Grammar(r, split == "test").sentence()
-        if 3 <= len(words_of(sentence)) <= 16 and split_of(sentence) == split:
+        sentence = Grammar(r, pool).sentence()
+        words = words_of(sentence)
+        if 3 <= len(words) <= 16 and split_of(sentence) == split and (
+                core is None or all(w in core or w in lexicon().shared for w in words)):
             return sentence
 
 
@@ -450,7 +474,7 @@ def babble_clips() -> list:
         seen = [s for s in make_speakers(0) if not s["held_out"]]
         _BABBLE = []
         for _ in range(BABBLE_CLIPS):
-            text = " ".join(lexicon().draw(r, "word", False)[0] for _ in range(12))
+            text = " ".join(lexicon().draw(r, "word", "seen")[0] for _ in range(12))
             speaker = r.choice(seen)
             _BABBLE.append(resample(engine().synth(text, speaker["voice"], speaker["rate"], speaker["pitch"],
                                                    speaker["range"], seed=r.getrandbits(31)), 1.0))
@@ -586,7 +610,7 @@ def utterance(job):
     r = random.Random(f"{seed}/{split}/{index}")
     speaker = speaker_of(seed, split, index // CHAPTER_SIZE)
     while True:  # the rare sentence too long for MAX_SECONDS at this voice's rate is drawn again
-        text = make_sentence(r, split)
+        text = make_sentence(r, split, seed)
         audio, words = render(text, speaker, r)
         if len(audio) <= MAX_SECONDS * SAMPLE_RATE:
             break
@@ -697,7 +721,7 @@ def main(argv=None):
     except OSError as e:
         usage_error(f"{args.out}: output directory is not writable ({e.strerror})")
     try:  # built before the workers fork, so they share it
-        lexicon()
+        lexicon().core(args.seed)
         make_speakers(args.seed)
         babble_clips()
     except RuntimeError as e:

@@ -60,6 +60,10 @@ def test_held_out_words_only_in_test(corpus):
     for text in test.values():
         content = [w for w in synth.words_of(text) if w not in lex.shared]
         assert content and all(lex.held_out(w) for w in content), text
+    core = lex.core(3)  # test_seen: only words of the first train sentences, so heard in training
+    assert len(core) > 5000
+    assert all(w in core or w in lex.shared for text in transcripts(root, "test_seen").values()
+               for w in synth.words_of(text))
     train = set(transcripts(root, "train").values())
     assert not train & set(transcripts(root, "dev").values()) and not train & set(transcripts(root, "test_seen").values())
     r = random.Random(0)  # by construction, over many draws

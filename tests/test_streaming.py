@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from audio import N_SAMPLES, AudioError, AudioFile, LongFormMel, load_audio, log_mel_spectrogram
 from conftest import ROOT

@@ -41,6 +41,7 @@ language:
 import argparse
 import gzip
 import hashlib
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -762,7 +763,10 @@ def main(argv=None):
     info = dict(seed=args.seed, hours=args.hours, splits=summary, checks=checks,
                 vocabulary=dict(words=len(lex.vocab), shared=len(lex.shared),
                                 held_out=sum(lex.held_out(w) for w in lex.vocab), source="symspellpy "
-                                "frequency_dictionary_en_82_765.txt (Google Books Ngram counts, SCOWL), lemminflect"),
+                                "frequency_dictionary_en_82_765.txt (Google Books Ngram counts, SCOWL), lemminflect",
+                                # the word lists decide the splits: a corpus names the versions it was made with
+                                versions={p: importlib.metadata.version(p) for p in ("symspellpy", "lemminflect",
+                                                                                      "espeakng-loader")}),
                 held_out_accent=HELD_OUT_ACCENT, held_out_variants=list(HELD_OUT_VARIANTS),
                 speakers=make_speakers(args.seed))
     with open(os.path.join(args.out, "synthetic.json"), "w") as f:

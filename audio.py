@@ -174,6 +174,10 @@ class AudioFile:
 
     Opening decodes the whole file once: it counts the samples, checks them as load_audio does
     (the same errors, raised here), and keeps the loudest sample of each mel hop for `frame_peak`.
+    One difference: a decodable file with no samples (a WAV header and no frames) is empty audio,
+    which transcribes to no text like an empty array does, while load_audio refuses it, since eval
+    and prepare have nothing to score or train on there. A zero-byte file is no audio file at all
+    and stays an error.
     `read(a, b)` decodes again from the start, through the same blocks and resampler stream as
     load_audio, so it returns exactly load_audio(path)[a:b]. Only the samples from shortly before
     the last read onwards are kept: reads that move forward, as transcription's do, cost one
@@ -194,8 +198,6 @@ class AudioFile:
                 raise
             self._in_memory = audio  # formats only ffmpeg reads are held whole
             self._scan()
-        if self.n == 0:
-            raise AudioError(f"{self.path}: contains no audio samples")
         self._blocks_left, self._buffer, self._buffer_start = None, np.zeros(0, np.float32), 0
 
     def _blocks(self):

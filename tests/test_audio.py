@@ -146,7 +146,20 @@ def test_load_audio_zero_length(tmp_path):
     path = tmp_path / "zero.wav"
     sf.write(path, np.zeros(0, np.float32), 16000)
     with pytest.raises(AudioError, match="no audio samples"):
-        load_audio(path)
+        load_audio(path)  # eval and prepare skip such a clip: nothing to score or train on
+
+
+def test_audio_file_with_no_samples_is_empty_audio_and_a_zero_byte_file_an_error(tmp_path):
+    # transcription takes a decodable file with no samples as empty audio (issue 19), like np.zeros(0)
+    from audio import AudioFile
+
+    path = tmp_path / "zero.wav"
+    sf.write(path, np.zeros(0, np.float32), 16000)
+    audio = AudioFile(path)
+    assert len(audio) == 0 and len(audio.read(0, 16000)) == 0 and audio.frame_peak(0, 3000) == 0.0
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioError, match="empty.wav: file is empty"):
+        AudioFile(tmp_path / "empty.wav")
 
 
 def test_plot_utterance_writes_a_png(tmp_path, spoken):

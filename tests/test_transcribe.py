@@ -1,4 +1,5 @@
 """transcribe.py as a user runs it: stdout, stderr, exit codes."""
+import json
 import subprocess
 import sys
 
@@ -59,11 +60,31 @@ def test_bad_inputs_each_get_one_line_and_the_good_file_is_still_transcribed(tmp
     proc = run(missing, garbage, speech_wav, empty, zero, "--beam-size", "1")
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 4
-    for path, problem in [(missing, "no such file"), (garbage, "cannot decode"), (empty, "empty"),
-                          (zero, "no audio samples")]:
+    assert len(errors) == 3
+    for path, problem in [(missing, "no such file"), (garbage, "cannot decode"), (empty, "file is empty")]:
         assert any(str(path) in e and problem in e for e in errors), (path, errors)
     assert f"{speech_wav}: " in proc.stdout and "fox" in proc.stdout.lower()
+    # a WAV with a header and no frames is empty audio, not a bad file (issue 19): empty text
+    assert not any(str(zero) in e for e in errors) and f"{zero}: \n" in proc.stdout
+
+
+def test_a_wav_with_no_samples_gives_empty_text_and_empty_outputs(tmp_path):
+    # the API gives transcribe(model, np.zeros(0)) no text and no segments; the CLI does the same for a
+    # file that decodes to no samples (a zero-byte file is no audio file and stays an error)
+    zero = tmp_path / "zero.wav"
+    sf.write(zero, np.zeros(0, np.float32), 16000)
+    assert sf.info(zero).frames == 0 and zero.stat().st_size > 0
+    proc = run(zero, "--beam-size", "1")
+    assert (proc.returncode, proc.stdout) == (0, "\n"), proc.stderr
+    assert "error" not in proc.stderr and f"{zero}: 0.0s of audio" in proc.stderr
+    out = tmp_path / "out"
+    proc = run(zero, "--beam-size", "1", "--output-format", "all", "--output-dir", out)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    written = {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()}
+    assert written == {"zero.txt": "", "zero.srt": "", "zero.vtt": "WEBVTT\n\n", "zero.tsv": "start\tend\ttext\n",
+                       "zero.json": written["zero.json"]}
+    result = json.loads(written["zero.json"])
+    assert (result["text"], result["segments"], result["language"]) == ("", [], "en")
 
 
 @pytest.mark.parametrize("path", ["missing-file.flac"])

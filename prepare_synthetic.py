@@ -177,7 +177,8 @@ class Lexicon:
         classes["word"] = [(w,) for w in self.vocab if w not in FUNCTION_WORDS]
         # per class: the entries whose every form is seen ("seen"), and those of a held-out lemma
         # whose forms are all held out or shared, as "went" may be ("held")
-        classes = {name: [forms for forms in dict.fromkeys(items) if speakable(forms[0], lemmas)]
+        classes = {name: [forms for forms in dict.fromkeys(items) if speakable(forms[0], lemmas)
+                          and all(w.isalpha() for w in forms)]  # no "pre-sets", "meat loaves", "fee'd"
                    for name, items in classes.items()}
         self.core_words = {}
         self.pools = {"seen": self._pools(classes, lambda forms: not any(self.held_out(w) for w in forms)),
@@ -224,7 +225,7 @@ _LEXICON = None
 
 
 def lexicon() -> Lexicon:
-    """Built once per process (~1 s); workers forked after the parent built it share it."""
+    """Built once per process (~2 s); workers forked after the parent built it share it."""
     global _LEXICON
     if _LEXICON is None:
         _LEXICON = Lexicon()

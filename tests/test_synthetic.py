@@ -179,3 +179,15 @@ def test_augmentation_is_seeded_and_never_clips():
     x, wx = synth.render(text, speaker, random.Random(2), aug=clean)
     y, wy = synth.render(text, speaker, random.Random(2), aug=reverb)
     assert len(x) == len(y) and wx == wy and not np.allclose(x, y, atol=1e-3)
+
+
+def test_tts_word_events_come_through_the_fork():
+    from tts import ESpeak
+
+    engine = ESpeak()
+    text = "the quick brown fox jumps"
+    pcm, events = engine.synth_words(text, "en-us", word_gap=10)
+    assert np.array_equal(pcm, engine.synth(text, "en-us", word_gap=10))
+    assert events[:, 0].tolist() == [1, 5, 11, 17, 21] and events[:, 1].tolist() == [3, 5, 5, 3, 5]
+    assert (np.diff(events[:, 2]) > 0.1 * engine.sample_rate).all() and events[-1, 2] < len(pcm)
+    assert len(engine.synth(text, "en-us")) < len(pcm)  # the word gap made it longer

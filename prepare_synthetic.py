@@ -483,6 +483,14 @@ def babble_clips() -> list:
     return _BABBLE
 
 
+def loud_frames(pcm: np.ndarray, sample_rate: int):
+    """(hop, mask): which 5 ms frames of espeak's clean output are within 40 dB of its loudest."""
+    hop = sample_rate // 200
+    frames = pcm[: len(pcm) // hop * hop].astype(np.float32).reshape(-1, hop)
+    energy = 10 * np.log10((frames**2).mean(1) + 1e-3)
+    return hop, energy > energy.max() - 40
+
+
 def word_times(text: str, pcm: np.ndarray, events: np.ndarray, sample_rate: int):
     """[(token, start, end)] in seconds of `pcm` for each whitespace token of `text`, or None when an
     event can't be placed. A token's start is its first event (several for some tokens); it ends where
@@ -500,10 +508,7 @@ def word_times(text: str, pcm: np.ndarray, events: np.ndarray, sample_rate: int)
         starts[i] = sample if starts[i] is None else min(starts[i], sample)
     if None in starts or starts != sorted(starts):
         return None
-    hop = sample_rate // 200  # 5 ms frames
-    frames = pcm[: len(pcm) // hop * hop].astype(np.float32).reshape(-1, hop)
-    energy = 10 * np.log10((frames**2).mean(1) + 1e-3)
-    loud = energy > energy.max() - 40
+    hop, loud = loud_frames(pcm, sample_rate)
     out = []
     for k, token in enumerate(tokens):
         a, b = starts[k] // hop, (starts[k + 1] if k + 1 < len(tokens) else len(pcm)) // hop
@@ -548,7 +553,8 @@ def augmentation(r: random.Random) -> dict:
 
 
 def render(text: str, speaker: dict, r: random.Random, word_gap=None, aug=None):
-    """One utterance at 16 kHz, and its word times (or None): the speaker's voice with per-utterance
+    """One utterance at 16 kHz, its word times (or None) and where its speech starts and ends (the
+    first and last frame within 40 dB of the loudest, in seconds): the speaker's voice with per-utterance
     rate, pitch, range and word gap, then speed, silence, reverberation, noise and a level whose
     peak never clips. `word_gap` and `aug` override the random ones."""
     n_words = len(text.split())
@@ -560,6 +566,9 @@ def render(text: str, speaker: dict, r: random.Random, word_gap=None, aug=None):
     pcm, events = engine().synth_words(text, speaker["voice"], rate, pitch, pitch_range, seed=r.getrandbits(31),
                                        word_gap=word_gap)
     times = word_times(text, pcm, events, engine().sample_rate)
+    hop, loud = loud_frames(pcm, engine().sample_rate)
+    active = np.nonzero(loud)[0]
+    span = (active[0] * hop, (active[-1] + 1) * hop) if len(active) else (0, len(pcm))
     aug = augmentation(r) if aug is None else aug
     speech = resample(pcm, aug["speed"])
     lead, tail = aug["lead"], aug["tail"]
@@ -591,12 +600,13 @@ def render(text: str, speaker: dict, r: random.Random, word_gap=None, aug=None):
     if peak > 0.99:  # never clip: loud draws are scaled down to a 0.99 peak
         audio *= 0.99 / peak
     audio = audio.astype(np.float32)
-    words = None
-    if times is not None:
-        duration = len(audio) / SAMPLE_RATE
-        words = [[token, round(min(duration, lead_n / SAMPLE_RATE + start / aug["speed"]), 3),
-                  round(min(duration, lead_n / SAMPLE_RATE + end / aug["speed"]), 3)] for token, start, end in times]
-    return audio, words
+    duration = len(audio) / SAMPLE_RATE
+
+    def seconds(t: float) -> float:  # a time in espeak's output -> in the flac
+        return round(min(duration, lead_n / SAMPLE_RATE + t / aug["speed"]), 3)
+
+    words = None if times is None else [[token, seconds(start), seconds(end)] for token, start, end in times]
+    return audio, words, [seconds(span[0] / engine().sample_rate), seconds(int(span[1]) / engine().sample_rate)]
 
 
 def synthesize(text: str, speaker: dict, r: random.Random) -> np.ndarray:
@@ -605,7 +615,7 @@ def synthesize(text: str, speaker: dict, r: random.Random) -> np.ndarray:
 
 
 def utterance(job):
-    """Worker: (seed, split, index) -> (speaker, text, flac bytes, seconds, word times or None)."""
+    """Worker: (seed, split, index) -> (speaker, text, flac bytes, seconds, word times or None, speech span)."""
     import soundfile
 
     seed, split, index = job
@@ -613,7 +623,7 @@ def utterance(job):
     speaker = speaker_of(seed, split, index // CHAPTER_SIZE)
     while True:  # the rare sentence too long for MAX_SECONDS at this voice's rate is drawn again
         text = make_sentence(r, split, seed)
-        audio, words = render(text, speaker, r)
+        audio, words, speech = render(text, speaker, r)
         if len(audio) <= MAX_SECONDS * SAMPLE_RATE:
             break
     transcript = text.upper()
@@ -621,7 +631,7 @@ def utterance(job):
         words = [[token.upper(), start, end] for token, start, end in words]
     buf = io.BytesIO()
     soundfile.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    return speaker, transcript, buf.getvalue(), len(audio) / SAMPLE_RATE, words
+    return speaker, transcript, buf.getvalue(), len(audio) / SAMPLE_RATE, words, speech
 
 
 def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, workers: int, bar) -> dict:
@@ -634,7 +644,7 @@ def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, wo
         window = max(workers, min(16 * workers, math.ceil((seconds - total) / 3.0)))
         jobs = [(seed, split, index + k) for k in range(window)]
         results = pool.map(utterance, jobs, chunksize=max(1, window // (4 * workers))) if pool else map(utterance, jobs)
-        for speaker, transcript, flac, duration, times in results:
+        for speaker, transcript, flac, duration, times, speech in results:
             chapter = CHAPTER_OFFSET[split] + index // CHAPTER_SIZE
             utt_id = f"{speaker['id']}-{chapter}-{index % CHAPTER_SIZE:04d}"
             index += 1
@@ -643,7 +653,7 @@ def generate_split(out_dir: str, split: str, seconds: float, seed: int, pool, wo
             with open(os.path.join(folder, utt_id + ".flac"), "wb") as f:
                 f.write(flac)
             lines.setdefault(folder, []).append(f"{utt_id} {transcript}")
-            word_lines.setdefault(folder, []).append(json.dumps({"id": utt_id, "words": times}))
+            word_lines.setdefault(folder, []).append(json.dumps({"id": utt_id, "speech": speech, "words": times}))
             words.update(words_of(transcript))
             voices.add(speaker["voice"])
             speakers.add(speaker["id"])

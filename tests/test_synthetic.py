@@ -36,7 +36,7 @@ def transcripts(root: Path, split: str) -> dict:
 
 
 def word_lines(root: Path, split: str) -> dict:
-    return {e["id"]: e["words"] for f in sorted((root / split).rglob("*.words.jsonl"))
+    return {e["id"]: e for f in sorted((root / split).rglob("*.words.jsonl"))
             for e in map(json.loads, f.read_text().splitlines())}
 
 
@@ -119,13 +119,16 @@ def test_word_times_match_transcripts_and_audio(corpus):
         times = word_lines(root, split)
         for utt, text in transcripts(root, split).items():
             n += 1
-            words = times[utt]
+            audio, sr = soundfile.read(next((root / split).rglob(utt + ".flac")))
+            assert len(audio) <= synth.MAX_SECONDS * sr and np.abs(audio).max() <= 0.99 + 1 / 32768
+            speech, words = times[utt]["speech"], times[utt]["words"]
+            assert 0 < speech[0] < speech[1] <= len(audio) / sr
             if words is None:
                 continue
             known += 1
             assert [w for w, _, _ in words] == text.split()
-            audio, sr = soundfile.read(next((root / split).rglob(utt + ".flac")))
-            assert len(audio) <= synth.MAX_SECONDS * sr and np.abs(audio).max() <= 0.99 + 1 / 32768
+            # the speech span runs from the first word's first sound to the last word's end
+            assert words[0][1] <= speech[0] < words[0][2] and words[-1][2] == speech[1], (words, speech)
             ends = [0.0] + [end for _, _, end in words[:-1]]
             for (_, start, end), previous_end in zip(words, ends, strict=True):
                 assert previous_end <= start + 1e-3 and start < end <= len(audio) / sr, words
@@ -139,7 +142,8 @@ def test_word_starts_where_the_sound_starts(voice):
     text = "seventeen otters borrowed purple umbrellas?"  # short: the silence must fit in MAX_SECONDS
     speaker = dict(voice=voice, rate=170, pitch=50, range=50)
     aug = dict(speed=0.9, lead=0.3, tail=0.1, reverb=None, noise=None, level_db=-25, seed=0)
-    audio, words = synth.render(text, speaker, random.Random(1), word_gap=25, aug=aug)
+    audio, words, speech = synth.render(text, speaker, random.Random(1), word_gap=25, aug=aug)
+    assert abs(speech[0] - 0.3) < 0.05 and speech[1] == words[-1][2]
     assert len(audio) < synth.MAX_SECONDS * synth.SAMPLE_RATE
     assert [w for w, _, _ in words] == text.split()
     hop = synth.SAMPLE_RATE // 200
@@ -157,27 +161,27 @@ def test_word_starts_where_the_sound_starts(voice):
 def test_augmentation_is_seeded_and_never_clips():
     speaker = synth.make_speakers(0)[5]
     text = "the lighthouse keeper whistled a cheerful tune."
-    a, wa = synth.render(text, speaker, random.Random(7))
-    b, wb = synth.render(text, speaker, random.Random(7))
+    a, wa, _ = synth.render(text, speaker, random.Random(7))
+    b, wb, _ = synth.render(text, speaker, random.Random(7))
     assert np.array_equal(a, b) and wa == wb
     for i in range(6):
         aug = synth.augmentation(random.Random(i))
         aug["level_db"] = 10.0  # far louder than full scale: must be scaled down, not clipped
-        loud, _ = synth.render(text, speaker, random.Random(i), aug=aug)
+        loud, _, _ = synth.render(text, speaker, random.Random(i), aug=aug)
         assert 0.98 < np.abs(loud).max() <= 0.99 + 1e-6
     clean = dict(speed=1.0, lead=0.2, tail=0.2, reverb=None, noise=None, level_db=-30, seed=3)
     for kind in ("white", "pink", "babble"):
         noisy = dict(clean, noise=dict(kind=kind, snr_db=10.0, talkers=[(0, 0.1, 1.0), (3, 0.5, 0.7), (5, 0.9, 0.6)]))
-        x, _ = synth.render(text, speaker, random.Random(2), aug=clean)
-        y, _ = synth.render(text, speaker, random.Random(2), aug=noisy)
+        x, _, _ = synth.render(text, speaker, random.Random(2), aug=clean)
+        y, _, _ = synth.render(text, speaker, random.Random(2), aug=noisy)
         noise = y - x
         lead = int(0.2 * synth.SAMPLE_RATE)
         speech = x[lead:-lead]
         snr = 20 * np.log10(np.sqrt(np.mean(speech**2)) / np.sqrt(np.mean(noise**2)))
         assert abs(snr - 10.0) < 0.5, (kind, snr)
     reverb = dict(clean, reverb=dict(rt60=0.6, direct_to_reverb_db=3.0))
-    x, wx = synth.render(text, speaker, random.Random(2), aug=clean)
-    y, wy = synth.render(text, speaker, random.Random(2), aug=reverb)
+    x, wx, _ = synth.render(text, speaker, random.Random(2), aug=clean)
+    y, wy, _ = synth.render(text, speaker, random.Random(2), aug=reverb)
     assert len(x) == len(y) and wx == wy and not np.allclose(x, y, atol=1e-3)
 
 

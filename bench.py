@@ -4,6 +4,7 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
     python bench.py                       # all three parts
     python bench.py --part a --minutes 5 --repeat 3
     python bench.py --part c
+    python bench.py --part m              # peak RSS of transcribe.py on 10 and 60 minutes
 
 (a) CPU long-form: tiny.en, greedy with the reference's temperature fallback, on a file of at least
     --minutes built from the ../shared/data clips (concatenated, repeated). Ours (sequential and
@@ -17,6 +18,10 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
 (c) Training throughput of train.py itself (a subprocess on the prepared --data-dir shards, or on random
     LibriSpeech-shaped ones where there are none, as on a bare GPU machine): tokens/s,
     audio s/s and MFU at a 30 s context; tiny/base/small with bf16 + compile on GPU, one fp32 shape on CPU.
+(m) Memory on long files, only when asked (--part m): `transcribe.py FILE` (tiny.en, greedy, no
+    fallback), a fresh process per file, on a 10- and a 60-minute FLAC of the same layout (--memory-minutes,
+    --memory-layout); peak RSS (os.wait4, as /usr/bin/time -v reports it), wall time, WER, and the
+    ratio of the longest file's peak RSS to the shortest's, which streaming should keep near 1.
 
 Runs are interleaved (one of each system, then the next round) and the median is reported, because a
 shared machine's timings drift. Round r seeds every system's sampler with --seed + r: a window that
@@ -27,6 +32,7 @@ peers are reported and skipped.
 import argparse
 import glob
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -190,20 +196,28 @@ def worker(args) -> dict:
     return {"text": text, "decode_s": seconds, "resampled": sum(t > 0 for t in temperatures)}
 
 
-def run_worker(argv: list) -> dict:
-    """Run one worker process; its wall time and peak RSS come from the parent (os.wait4)."""
+def run_measured(argv: list) -> tuple:
+    """Run argv as a fresh process in the repo: (exit code, stdout, stderr, wall s, peak RSS MB), the
+    last two from the parent. os.wait4 gives this child's own rusage (RUSAGE_CHILDREN would mix in
+    earlier runs); its ru_maxrss is what `/usr/bin/time -v` prints as "Maximum resident set size"."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)] + argv, stdout=out, stderr=err, cwd=HERE)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, unlike RUSAGE_CHILDREN
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=HERE)
+        _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0), err.seek(0)
-        lines = out.read().strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"bench.py {' '.join(argv[:2])} failed (exit {proc.returncode}):\n{err.read()[-2000:]}")
+        # ru_maxrss is in KiB on Linux
+        return os.waitstatus_to_exitcode(status), out.read(), err.read(), wall, usage.ru_maxrss / 1024
+
+
+def run_worker(argv: list) -> dict:
+    """Run one worker process; its wall time and peak RSS come from the parent (os.wait4)."""
+    code, out, err, wall, rss_mb = run_measured([sys.executable, os.path.abspath(__file__)] + argv)
+    lines = out.strip().splitlines()
+    if code != 0 or not lines:
+        raise RuntimeError(f"bench.py {' '.join(argv[:2])} failed (exit {code}):\n{err[-2000:]}")
     row = json.loads(lines[-1])
-    row.update(wall_s=wall, rss_mb=usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    row.update(wall_s=wall, rss_mb=rss_mb)
     return row
 
 
@@ -513,6 +527,79 @@ def cpu_train_row(args, tmp, data_dir: str) -> list:
 
 
 # --------------------------------------------------------------------------------------------------
+# (m) memory on long files: transcribe.py's peak RSS should not grow with the file's length
+
+PERIOD_S = 300  # sparse layout: the clips at the start of every 5 minutes
+# greedy, no fallback: the run's length then depends on the audio alone, and the 60-minute file
+# takes minutes instead of tens of minutes on a shared CPU
+MEMORY_OPTIONS = ["--beam-size", "1", "--temperature-increment-on-fallback", "0"]
+
+
+def memory_file(minutes: float, layout: str, clips: list, path: str, period_s: float = PERIOD_S) -> str:
+    """Write a 16 kHz 16-bit FLAC of `minutes` and return its reference text. `clips`: [(samples, text)].
+
+    sparse: the clips one after another (0.5 s of digital silence after each) at the start of every
+    `period_s`, digital silence between; dense: the clips repeated back to back to the end. Only whole
+    clips are placed (silence fills the rest), so the reference is exact, and files of any length have
+    one layout: a 10-minute file is the 60-minute one's first 10 minutes, except a clip that would
+    run past its end. Written a clip and a minute of silence at a time: bench.py never holds the file."""
+    import numpy as np
+    import soundfile as sf
+
+    gap = np.zeros(SR // 2, np.float32)
+    n_total, texts = round(minutes * 60 * SR), []
+    period = n_total if layout == "dense" else round(period_s * SR)
+    with sf.SoundFile(path, "w", samplerate=SR, channels=1, subtype="PCM_16", format="FLAC") as f:
+        for start in range(0, n_total, period):
+            end, at = min(start + period, n_total), start
+            # dense: round after round of the clips; sparse: one round a period
+            for audio, text in itertools.cycle(clips) if layout == "dense" else clips:
+                if at >= end or at + len(audio) > end:
+                    break
+                f.write(audio)
+                f.write(gap[: end - at - len(audio)])
+                at += len(audio) + min(len(gap), end - at - len(audio))
+                texts.append(text)
+            for a in range(at, end, 60 * SR):  # silence to the period's end, a minute at a time
+                f.write(np.zeros(min(60 * SR, end - a), np.float32))
+    return " ".join(texts)
+
+
+def part_m(args, tmp) -> str:
+    from metrics import word_error_rate
+
+    clips, source = known_clips()
+    lengths = [float(m) for m in args.memory_minutes.split(",")]
+    layout = (f"the clips at the start of every {PERIOD_S // 60} minutes, digital silence between"
+              if args.memory_layout == "sparse" else "the clips back to back")
+    command = f"transcribe.py FILE {' '.join(MEMORY_OPTIONS)} --threads {args.threads}"
+    print(f"(m) memory: {' and '.join(f'{m:g}' for m in lengths)} minutes, {args.memory_layout}, {command}",
+          file=sys.stderr, flush=True)
+    rows, peaks = [], []
+    for minutes in lengths:
+        path = os.path.join(tmp, f"memory-{minutes:g}min-{args.memory_layout}.flac")
+        reference = memory_file(minutes, args.memory_layout, clips, path)
+        argv = [sys.executable, "transcribe.py", path, *MEMORY_OPTIONS, "--threads", str(args.threads)]
+        code, out, err, wall, rss_mb = run_measured(argv)
+        if code != 0:
+            raise RuntimeError(f"transcribe.py on the {minutes:g}-minute file failed (exit {code}):\n{err[-2000:]}")
+        wer = word_error_rate([reference], [out])
+        peaks.append(rss_mb)
+        rows.append([f"{minutes:g}", f"{rss_mb:.0f}", f"{rss_mb / peaks[0]:.3f}", f"{wall:.1f}",
+                     f"{60 * minutes / wall:.1f}", len(out.split()), f"{100 * wer:.2f}"])
+        print(f"  {minutes:g} min: peak RSS {rss_mb:.0f} MB, wall {wall:.1f}s, WER {100 * wer:.2f}%",
+              file=sys.stderr, flush=True)
+    ratio = peaks[-1] / peaks[0]
+    verdict = "within" if ratio <= 1.10 else "NOT within"
+    headers = ["minutes", "peak RSS MB", f"RSS / {lengths[0]:g} min", "wall s", "RTFx (wall)", "words", "WER %"]
+    return (f"### (m) Peak RSS against the file's length, tiny.en, one fresh process per file\n\n"
+            f"CPU: {cpu_description()}\n"
+            f"Command: python {command}\n"
+            f"Files: 16 kHz 16-bit FLAC, {layout} ({source})\n\n" + table(headers, rows)
+            + f"\n\n{lengths[-1]:g} min / {lengths[0]:g} min peak RSS: {ratio:.3f} ({verdict} 10%)")
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 def versions() -> str:
@@ -562,7 +649,8 @@ class OneLineErrors(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", default="abc", help="a, b, c or any combination (default: abc)")
+    p.add_argument("--part", default="abc", help="a, b, c, m or any combination (default: abc; m, memory on long "
+                   "files, takes minutes and runs only when asked)")
     p.add_argument("--minutes", type=float, default=5.0, help="length of the long-form test file")
     p.add_argument("--repeat", type=int, default=3, help="runs of each system; the median is reported")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
@@ -582,6 +670,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-train-shapes", default="tiny,base,small", help="part (c)'s GPU rows")
     p.add_argument("--train-args", default="", help="part (c): more train.py overrides for every row, e.g. "
                    "--train-args='--text_pad_multiple=32 --profile_steps=3'")
+    p.add_argument("--memory-minutes", default="10,60",
+                   help="part m: lengths of the files, in minutes; the table's ratio is the last over the first")
+    p.add_argument("--memory-layout", default="sparse", choices=["sparse", "dense"],
+                   help="part m: the clips at the start of every 5 minutes (sparse) or back to back (dense)")
     p.add_argument("--data-dir", default="data/synth",
                    help="part (c)'s training data (prepared shards); where there is none, random LibriSpeech-shaped shards")
     # worker mode (internal)
@@ -611,8 +703,15 @@ def bad_option(args) -> str:
         parse_temperatures(args.temperatures)
     except ValueError:
         return f"--temperatures {args.temperatures!r}: expected comma-separated temperatures >= 0, such as 0,0.2,0.4"
-    if not args.part or set(args.part) - set("abc"):
-        return f"--part {args.part!r}: expected a, b, c or a combination such as ac"
+    if not args.part or set(args.part) - set("abcm"):
+        return f"--part {args.part!r}: expected a, b, c, m or a combination such as ac"
+    try:
+        lengths = [float(m) for m in args.memory_minutes.split(",")]
+    except ValueError:
+        lengths = []
+    if len(lengths) < 2 or not all(math.isfinite(m) and m > 0 for m in lengths):
+        return (f"--memory-minutes {args.memory_minutes!r}: expected two or more comma-separated positive "
+                f"numbers of minutes, such as 10,60")
     for option, value, known in (("--gpu-models", args.gpu_models, ["tiny.en", *SHAPES]),
                                  ("--gpu-train-shapes", args.gpu_train_shapes, list(SHAPES))):
         unknown = [m for m in value.split(",") if m not in known]
@@ -644,7 +743,7 @@ def main(argv=None):
         os._exit(0)  # as transcribe.py ends (exit_now), for every system alike: none pays Python's shutdown
     print(f"# bench.py, {versions()}\n")
     with tempfile.TemporaryDirectory() as tmp:
-        for part, fn in (("a", part_a), ("b", part_b), ("c", part_c)):
+        for part, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("m", part_m)):
             if part in args.part:
                 print(fn(args, tmp) + "\n", flush=True)
     return 0

@@ -94,7 +94,13 @@ def test_bad_options_are_usage_errors_before_anything_runs(capsys):
                          (["--gpu-train-shapes", "base,"], "--gpu-train-shapes: unknown ''"),
                          (["--systems", "ours,fastr"], "--systems: 'fastr' matches no part (a) system"),
                          (["--train-args", "--max_iters=5 compile=True"], "--train-args: compile=True is not of the"),
-                         (["--data-dir", __file__], "not a directory")]:
+                         (["--data-dir", __file__], "not a directory"),
+                         (["--part", "am", "--memory-minutes", "10"], "--memory-minutes '10': expected two or more"),
+                         (["--memory-minutes", "10,0"], "--memory-minutes '10,0': expected two or more"),
+                         (["--memory-minutes", "10,sixty"], "--memory-minutes '10,sixty': expected two or more"),
+                         (["--memory-minutes", "10,inf"], "--memory-minutes '10,inf': expected two or more"),
+                         (["--memory-layout", "packed"], "--memory-layout: invalid choice: 'packed'"),
+                         (["--part", "mx"], "--part 'mx': expected a, b, c, m")]:
         with pytest.raises(SystemExit) as exit_:
             bench.main(argv)
         err = capsys.readouterr().err
@@ -182,3 +188,58 @@ def test_train_args_reach_every_train_py_run(monkeypatch, tmp_path):
     out = bench.part_c(args, str(tmp_path))
     assert "random frames and tokens shaped like LibriSpeech" in out and len(seen) == 1  # the CPU row; no GPU here
     assert seen[0][-2:] == ["--text_pad_multiple=32", "--profile_steps=2"]
+
+
+def test_memory_files_have_one_layout_whatever_their_length(tmp_path):
+    # part (m) compares peak RSS across lengths: only the length may differ between its files
+    import numpy as np
+    import soundfile as sf
+
+    clips = [(np.full(16000, 0.25, np.float32), "one"), (np.full(8000, -0.5, np.float32), "two")]
+    for layout, texts, runs in [("sparse", "one two " * 3, [(0, 16000), (24000, 32000)]),  # every 10 s
+                                ("dense", "one two " * 12, [(0, 16000), (24000, 32000)])]:  # back to back, 2 s a pair
+        files = {}
+        for minutes in (0.25, 0.5):
+            path = tmp_path / f"{layout}-{minutes}.flac"
+            reference = bench.memory_file(minutes, layout, clips, str(path), period_s=10)
+            audio, sr = sf.read(path, dtype="float32")
+            assert sr == 16000 and len(audio) == minutes * 60 * 16000 and sf.info(path).format == "FLAC"
+            files[minutes] = (audio, reference)
+        audio, reference = files[0.5]
+        assert reference == texts.strip()
+        step = 10 * 16000 if layout == "sparse" else 40000  # a period, or one pair of clips and gaps
+        expected = np.zeros(len(audio), np.float32)
+        for start in range(0, len(audio), step):
+            for (a, b), value in zip(runs, (0.25, -0.5)):
+                if start + b <= len(audio):
+                    expected[start + a : start + b] = value
+        np.testing.assert_allclose(audio, expected, atol=1e-4)  # 16-bit samples; silence exactly 0
+        assert not audio[expected == 0].any()
+        short, _ = files[0.25]
+        assert np.array_equal(short, audio[: len(short)])  # the 15 s file is the 30 s file's start
+
+
+def test_part_m_runs_transcribe_py_once_per_file_and_gives_the_ratio(monkeypatch, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    clips = [(np.full(16000, 0.25, np.float32), "hello there")]
+    monkeypatch.setattr(bench, "known_clips", lambda: (clips, "fake clips"))
+    runs = []
+
+    def fake_run(argv):  # the file exists while its run runs; 500 MB, then 525 MB
+        info = sf.info(argv[2])
+        runs.append((argv, info.frames))
+        return 0, "Hello there. " * round(info.frames / 16000 / 300), "", 10.0 * len(runs), 475.0 + 25 * len(runs)
+
+    monkeypatch.setattr(bench, "run_measured", fake_run)
+    args = bench.parser().parse_args(["--part", "m", "--memory-minutes", "10,60", "--threads", "1"])
+    out = bench.part_m(args, str(tmp_path))
+    assert [frames for _, frames in runs] == [10 * 60 * 16000, 60 * 60 * 16000]
+    for argv, _ in runs:
+        assert argv[1] == "transcribe.py" and argv[3:] == bench.MEMORY_OPTIONS + ["--threads", "1"]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| ")][1:]
+    assert rows == [["10", "500", "1.000", "10.0", "60.0", "4", "0.00"],
+                    ["60", "525", "1.050", "20.0", "180.0", "24", "0.00"]]
+    assert out.rstrip().endswith("60 min / 10 min peak RSS: 1.050 (within 10%)")
+    assert f"CPU: {bench.cpu_description()}\n" in out and "--beam-size 1 --temperature-increment-on-fallback 0" in out

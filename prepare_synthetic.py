@@ -7,9 +7,10 @@ An offline speech corpus with known transcripts and word times, synthesised by e
 Writes <out>/{train,dev,test,test_seen}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (16 kHz,
 16-bit), <speaker>-<chapter>.trans.txt with UPPERCASE transcripts exactly like LibriSpeech (so the
 real prepare script shards it with no special case), and <speaker>-<chapter>.words.jsonl: one line
-per utterance, {"id": ..., "words": [[word, start, end], ...]}, the transcript's words one to one
-with their times in seconds from the start of that flac ("words": null where espeak's word events
-could not be matched to the words). The speech is espeak-ng's, through tts.py.
+per utterance, {"id": ..., "speech": [start, end], "words": [[word, start, end], ...]}: where the
+sound starts and stops, and the transcript's words one to one with their times, in seconds from
+the start of that flac ("words": null where espeak's word events could not be matched to the
+words, ~1%). The speech is espeak-ng's, through tts.py.
 
 Choices, made so that a model trained on it must learn the sounds of English, not a template
 language:
@@ -90,7 +91,7 @@ DETS_PL = "the the these those my your his her our their some many several all t
 PREPOSITIONS = ("in on at near behind under with without from to for about after before over through into by "
                 "beside across around against along among beyond inside outside toward below above").split()
 MODALS = "can could should might must will would may".split()
-# closed classes, never held out: a held-out test sentence still needs them
+# closed classes and the templates' fixed words, never held out: a held-out test sentence needs them too
 FUNCTION_WORDS = set(
     "a an the this that these those my your his her its our their some any every each no all both many few several "
     "much more most other another such what which who whom whose where when why how whether if then than so and or "

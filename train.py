@@ -212,9 +212,9 @@ if meta.get("eot") != tokenizer.eot or meta.get("n_mels", 80) != dims.n_mels:
     fail(f"{data_dir}/meta.json: prepared for eot={meta.get('eot')} and n_mels={meta.get('n_mels')}, "
          f"but the model has eot={tokenizer.eot} and n_mels={dims.n_mels}")
 log(f"model: {sum(p.numel() for p in whisper.parameters()) / 1e6:.1f}M parameters, {dims}")
-window_note = ", each batch's cut to its longest clip (bucket)" if bucket else ""
-log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames){window_note}; {world_size} process(es) on {device}, {dtype}; "
-    f"global batch {batch_size * gradient_accumulation_steps * world_size} {'packed windows' if pack else 'utterances'}")
+log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames){', each batch cut to its longest clip' if bucket else ''}; "
+    f"{world_size} process(es) on {device}, {dtype}; global batch {batch_size * gradient_accumulation_steps * world_size} "
+    f"{'packed windows' if pack else 'utterances'}")
 
 CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'"  # the CTC head's classes after class 0, the blank
 
@@ -577,19 +577,15 @@ while True:
         # one sync per log_interval: the summed loss of all processes, averaged over the window
         loss, ctc, tokens, seconds = all_reduce([loss_sum_window.item(), ctc_sum_window.item(), window["tokens"],
                                                  window["seconds"]])
-        loss, ctc = loss / window["steps"], ctc / window["steps"]
-        ctc_text = f", ctc {ctc:.4f}" if ctc_weight > 0 else ""
-        elapsed = time.time() - t_log
+        loss, ctc, elapsed = loss / window["steps"], ctc / window["steps"], time.time() - t_log
         mfu = window["flops"] / elapsed / peak_flops if peak_flops else None
-        mfu_text = f"{100 * mfu:.1f}%" if mfu is not None else "n/a"
         norm = grad_norm.item() if grad_norm is not None else float("nan")
-        log(f"iter {iter_num}: loss {loss:.4f}{ctc_text}, lr {lr:.2e}, grad norm {norm:.2f}, "
-            f"{1000 * elapsed / window['steps']:.0f} ms/step, {tokens / elapsed:.0f} tok/s, "
-            f"{seconds / elapsed:.1f} audio s/s, MFU {mfu_text}")
+        log(f"iter {iter_num}: loss {loss:.4f}{f', ctc {ctc:.4f}' if ctc_weight > 0 else ''}, lr {lr:.2e}, "
+            f"grad norm {norm:.2f}, {1000 * elapsed / window['steps']:.0f} ms/step, {tokens / elapsed:.0f} tok/s, "
+            f"{seconds / elapsed:.1f} audio s/s, MFU {f'{100 * mfu:.1f}%' if mfu is not None else 'n/a'}")
         write_log({"kind": "train", "iter": iter_num, "loss": loss, **({"ctc": ctc} if ctc_weight > 0 else {}),
-                   "lr": lr, "grad_norm": norm,
-                   "tokens_per_s": tokens / elapsed, "audio_s_per_s": seconds / elapsed, "mfu": mfu,
-                   "minutes": (time.time() - t_start) / 60})
+                   "lr": lr, "grad_norm": norm, "tokens_per_s": tokens / elapsed, "audio_s_per_s": seconds / elapsed,
+                   "mfu": mfu, "minutes": (time.time() - t_start) / 60})
         t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
         loss_sum_window.zero_()
         ctc_sum_window.zero_()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from audio import CHUNK_LENGTH
+from audio import FRAMES_PER_SECOND, window_frames
 from model import Whisper
 from tokenizer import get_tokenizer
 
@@ -299,9 +299,13 @@ class _LogitRules:
         self.suppress = sorted(set(suppress))
         self.blank = tokenizer.encode(" ") + [tokenizer.eot]
         self.suppress_blank = suppress_blank
+        # a timestamp step is the window's length over its audio positions: 0.02 s whatever the window
+        # (openai-whisper's CHUNK_LENGTH / n_audio_ctx assumes 30 s). The last timestamp is the window's end.
+        precision = window_frames(n_audio_ctx) / FRAMES_PER_SECOND / n_audio_ctx
         self.max_initial_index = None
         if max_initial_timestamp:
-            self.max_initial_index = round(max_initial_timestamp / (CHUNK_LENGTH / n_audio_ctx))
+            self.max_initial_index = round(max_initial_timestamp / precision)
+        self.last_index = n_audio_ctx
 
     def apply(self, logits: Tensor, tokens: Tensor):
         inf = float("-inf")
@@ -313,6 +317,7 @@ class _LogitRules:
             return
         ts_begin, eot = self.tokenizer.timestamp_begin, self.tokenizer.eot
         logits[:, self.tokenizer.no_timestamps] = inf
+        logits[:, ts_begin + self.last_index + 1 :] = inf  # past a short window's end (none for 30 s windows)
         sampled = tokens[:, self.sample_begin :].tolist()
         for k, seq in enumerate(sampled):
             last_ts = len(seq) >= 1 and seq[-1] >= ts_begin

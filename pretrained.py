@@ -192,7 +192,20 @@ def load_checkpoint(path: str) -> Whisper:
     model = _build(dims, state_dict, path)
     if heads := checkpoint.get("alignment_heads"):
         model.alignment_heads = [tuple(h) for h in heads]
+    model.timestamps = trained_with_timestamps(checkpoint, path)
     return model
+
+
+def trained_with_timestamps(checkpoint: dict, path: str) -> bool:
+    """Whether the model learned timestamp tokens, which transcribe.py's long-form paths need.
+    The optional top-level key "timestamps" (a bool, ignored by openai-whisper) says so. Without
+    it: a training checkpoint of ours (it holds the run's "config") predates timestamp targets, so
+    False; any other openai-format file is an official model or a conversion of one, so True."""
+    if "timestamps" in checkpoint:
+        if not isinstance(checkpoint["timestamps"], bool):
+            raise CheckpointError(f"{path}: 'timestamps' must be true or false, not {checkpoint['timestamps']!r}")
+        return checkpoint["timestamps"]
+    return "config" not in checkpoint
 
 
 def _torch_load(path: str):
@@ -235,6 +248,9 @@ def save_checkpoint(model: Whisper, path: str, **extra):
         "dims": asdict(model.dims),
         "model_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "alignment_heads": [list(h) for h in model.alignment_heads],
+        # a model loaded as trained without timestamps stays so when saved again (see
+        # trained_with_timestamps); train.py states it for its own checkpoints with timestamps=...
+        **({"timestamps": False} if getattr(model, "timestamps", True) is False else {}),
         **extra,
     }
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -117,22 +117,26 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
 
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (None decodes sequentially), got {batch_size}")
-    audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
-    if window_frames(model.dims.n_audio_ctx) < N_FRAMES:
-        return transcribe_short_windows(model, audio, beam_size=beam_size, batch_size=batch_size, language=language,
-                                        task=task)
-    mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
-    language, language_probability = resolve_language(model, mel, language, task)
-    tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
     temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
     decode_options = dict(temperatures=temperatures, compression_ratio_threshold=compression_ratio_threshold,
                           logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
                           beam_size=beam_size, best_of=best_of, patience=patience, length_penalty=length_penalty,
-                          suppress_tokens=suppress_tokens, tokenizer=tokenizer, timestamps=True)
+                          suppress_tokens=suppress_tokens)
+    if not getattr(model, "timestamps", True):
+        check_options(model, initial_prompt=initial_prompt, language=language, task=task)  # before any work
+        return transcribe_short_windows(model, audio, batch_size=batch_size, word_timestamps=word_timestamps,
+                                        progress=progress, **decode_options)
+    audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
+    # the model's window: 3000 frames (30 s) for official models, 2 * n_audio_ctx for ours
+    n_window = window_frames(model.dims.n_audio_ctx)
+    mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
+    language, language_probability = resolve_language(model, mel, language, task)
+    tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
+    decode_options.update(tokenizer=tokenizer, timestamps=True)
 
     def window(seek: int, size: int) -> torch.Tensor:
-        # like the reference: the content frames, then zero frames (not the mel of silence) to 30 s
-        return pad_or_trim(mel.frames(seek, seek + size), N_FRAMES).to(model.dtype)
+        # like the reference: the content frames, then zero frames (not the mel of silence) to the window's end
+        return pad_or_trim(mel.frames(seek, seek + size), n_window).to(model.dtype)
 
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
@@ -152,14 +156,15 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     if batch_size:
         # independent windows cut at pauses, decoded batch_size at a time. Where the model stops
         # before the end of its window, the rest goes back in the queue as a window of its own.
-        queue = [(s, e - s) for s, e in silence_cuts(audio, n_content)]
+        queue = [(s, e - s) for s, e in silence_cuts(audio, n_content, n_window)]
         silent = [(s, n) for s, n in queue if is_digital_silence(audio, s, n)]
         bar.update(round(sum(n for _, n in silent) / FRAMES_PER_SECOND, 2))
         queue = [w for w in queue if w not in silent]
         while queue:
             group, queue = queue[:batch_size], queue[batch_size:]
             mels = torch.stack([window(s, n) for s, n in group])
-            results = decode_with_fallback(model, mels, **decode_options)
+            # windows are independent: each is a first window, conditioned on the initial prompt only
+            results = decode_with_fallback(model, mels, prompt=prompt_tokens or None, **decode_options)
             for (seek, size), mel_window, result in zip(group, mels, results):
                 consumed = size
                 if not is_no_speech(result):
@@ -181,7 +186,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     else:
         seek, prompt_reset_since, last_speech = 0, 0, 0.0
         while seek < n_content:
-            size = min(N_FRAMES, n_content - seek)
+            size = min(n_window, n_content - seek)
             if is_digital_silence(audio, seek, size):
                 bar.update(round(size / FRAMES_PER_SECOND, 2))
                 seek += size
@@ -220,35 +225,66 @@ def is_digital_silence(audio, start_frame: int, n_frames: int) -> bool:
     return audio.frame_peak(start_frame, start_frame + n_frames) < SILENCE_PEAK
 
 
-def transcribe_short_windows(model, audio, beam_size=5, batch_size=None, language=None, task="transcribe") -> dict:
-    """For models trained from scratch on a short audio context (train.py's n_audio_ctx < 1500):
-    they see windows of 2 * n_audio_ctx frames and were trained without timestamps, so the audio is
-    cut at pauses into windows of that length, each padded exactly as in training
-    (log_mel_spectrogram(pad_or_trim(window))) and decoded on its own, one segment per window."""
+def transcribe_short_windows(model, audio, *, batch_size=None, word_timestamps=False, language=None,
+                             task="transcribe", progress=False, **decode_options) -> dict:
+    """For models trained without timestamps (`model.timestamps` False; see check_options): they
+    can't say where their text ends, so the audio is cut at pauses into windows of the model's
+    length, each padded exactly as in training (log_mel_spectrogram(pad_or_trim(window))) and
+    decoded on its own, one segment per window, with decode_with_fallback's temperature fallback
+    (`decode_options` are its keywords). Word timestamps align each window's text to its audio."""
+    from tqdm import tqdm
 
     audio = audio_source(audio)
-    known = check_language(model, language, task)
-    # no detection on windows this short: a multilingual model is assumed to hear English, at no
-    # stated probability
+    known = check_options(model, language=language, task=task)
+    # no detection: such a model was trained to transcribe English; a multilingual one is assumed to
+    # hear English, at no stated probability
     language, probability = (known, 1.0) if known else ("en", None)
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
     n_window = window_frames(model.dims.n_audio_ctx)
     cuts = [(s, e) for s, e in silence_cuts(audio, len(audio) // HOP_LENGTH, n_window)
             if not is_digital_silence(audio, s, e - s)]
-    segments = []
+    no_speech, logprob = decode_options.get("no_speech_threshold"), decode_options.get("logprob_threshold")
+    bar = tqdm(total=len(cuts), unit="window", disable=not progress, file=sys.stderr, desc="transcribing")
+    segments, last_speech = [], 0.0
     for first in range(0, len(cuts), batch_size or 1):
         group = cuts[first : first + (batch_size or 1)]
         mels = torch.stack([window_mel(audio.read(s * HOP_LENGTH, e * HOP_LENGTH), model.dims) for s, e in group])
-        results = decode(model, mels.to(model.device, model.dtype), tokenizer,
-                         beam_size=beam_size if beam_size and beam_size > 1 else None)
-        for (start, end), r in zip(group, results):
-            if r.text:
-                segments.append(dict(id=len(segments), seek=start, start=start / FRAMES_PER_SECOND,
-                                     end=end / FRAMES_PER_SECOND, text=" " + r.text, tokens=r.tokens,
-                                     temperature=r.temperature, avg_logprob=r.avg_logprob,
-                                     compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob))
+        mels = mels.to(model.device, model.dtype)
+        results = decode_with_fallback(model, mels, tokenizer=tokenizer, timestamps=False, **decode_options)
+        for (start, end), mel_window, r in zip(group, mels, results):
+            if no_speech is not None and r.no_speech_prob > no_speech and not (logprob is not None
+                                                                              and r.avg_logprob > logprob):
+                continue
+            segment = dict(seek=start, start=start / FRAMES_PER_SECOND, end=end / FRAMES_PER_SECOND, text=" " + r.text,
+                           tokens=r.tokens, temperature=r.temperature, avg_logprob=r.avg_logprob,
+                           compression_ratio=r.compression_ratio, no_speech_prob=r.no_speech_prob)
+            [segment], last_speech = finish_window(model, tokenizer, [segment], mel_window, end - start,
+                                                   word_timestamps, last_speech)
+            if segment["text"].strip():
+                segments.append(dict(id=len(segments), **segment))
+        bar.update(len(group))
+    bar.close()
     return dict(text=" ".join(s["text"].strip() for s in segments), segments=segments, language=language,
                 language_probability=probability)
+
+
+def check_options(model, *, initial_prompt=None, language=None, task="transcribe"):
+    """The language code to decode in (None: detect it), or a one-line ValueError for an option
+    this model can't honour. A model trained without timestamps (`model.timestamps` False, read
+    from its checkpoint by pretrained.load_checkpoint) is transcribed window by window with no
+    previous text, and was trained to transcribe English without prompts: it refuses a prompt,
+    another language and translation rather than quietly ignoring them."""
+    code = check_language(model, language, task)
+    if getattr(model, "timestamps", True):
+        return code
+    why = "this model was trained without timestamps, so it only transcribes English, window by window"
+    if initial_prompt:
+        raise ValueError(f"--initial-prompt: {why}, and was never trained on a prompt")
+    if task != "transcribe":
+        raise ValueError(f"--task {task}: {why}")
+    if code not in (None, "en"):
+        raise ValueError(f"--language {language}: {why}")
+    return code
 
 
 def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timestamps, last_speech=0.0):
@@ -319,12 +355,13 @@ def check_language(model, language, task):
 
 def resolve_language(model, mel: LongFormMel, language, task):
     """(code, probability): the given language (or English, for an English-only model) with
-    probability 1.0, as faster-whisper reports it, or the one detected on the first 30 s."""
+    probability 1.0, as faster-whisper reports it, or the one detected on the first window (30 s for official models)."""
     code = check_language(model, language, task)
     if code is not None:
         return code, 1.0
 
-    first = pad_or_trim(mel.frames(0, min(N_FRAMES, max(mel.n_content, 1))), N_FRAMES).to(model.dtype)
+    n_window = window_frames(model.dims.n_audio_ctx)
+    first = pad_or_trim(mel.frames(0, min(n_window, max(mel.n_content, 1))), n_window).to(model.dtype)
     tokenizer = get_tokenizer(True, model.num_languages)
     code, probs = detect_language(model, encode(model, first[None]), tokenizer)[0]
     return code, probs[code]
@@ -557,7 +594,7 @@ def main(argv=None) -> int:
 
             model = quantize_int8(model)
         print(f"loaded {args.model} on {device} in {time.time() - t0:.1f}s", file=sys.stderr)
-        check_language(model, args.language, args.task)
+        check_options(model, initial_prompt=args.initial_prompt, language=args.language, task=args.task)
         if too_big := [t for t in args.suppress_tokens.split(",") if t.strip() and int(t) >= model.dims.n_vocab]:
             raise ValueError(f"--suppress-tokens {too_big[0].strip()}: the model's tokens are 0 to {model.dims.n_vocab - 1}")
     except (CheckpointError, RuntimeError, ValueError) as e:

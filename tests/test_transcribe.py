@@ -359,8 +359,9 @@ def test_word_timestamps_are_ordered_inside_segments_and_match_the_reference(our
 
 
 def test_a_short_context_checkpoint_is_transcribed_in_windows_of_its_own_length(tmp_path, speech_wav, monkeypatch):
-    """train.py can train with n_audio_ctx < 1500 (7 s windows for short clips); transcribe.py then
-    cuts the audio into windows of that length and pads each as the trainer did."""
+    """train.py can train with n_audio_ctx < 1500 (7 s windows for short clips); a model trained
+    without timestamps is then transcribed in windows of that length cut at pauses, each padded as
+    the trainer did."""
     import torch
 
     import transcribe as T
@@ -370,10 +371,11 @@ def test_a_short_context_checkpoint_is_transcribed_in_windows_of_its_own_length(
     torch.manual_seed(0)
     model = Whisper(ModelDimensions(n_audio_ctx=350, n_audio_state=64, n_audio_head=1, n_audio_layer=1,
                                     n_text_state=64, n_text_head=1, n_text_layer=1)).init_weights()
-    save_checkpoint(model, str(tmp_path / "short.pt"))
+    save_checkpoint(model, str(tmp_path / "short.pt"), timestamps=False)
     seen = []
-    real_decode = T.decode
-    monkeypatch.setattr(T, "decode", lambda m, mels, *a, **k: seen.append(mels.shape) or real_decode(m, mels, *a, sample_len=4, **k))
+    real_decode, real_encode = T.decode, T.encode
+    monkeypatch.setattr(T, "decode", lambda m, x, *a, **k: real_decode(m, x, *a, sample_len=4, **k))
+    monkeypatch.setattr(T, "encode", lambda m, mels: seen.append(mels.shape) or real_encode(m, mels))
     audio = np.concatenate([np.asarray(sf.read(speech_wav)[0], np.float32)] * 4)
     result = T.transcribe(from_pretrained(tmp_path / "short.pt"), audio, beam_size=1, batch_size=2)
     assert seen and all(shape[1:] == (80, 700) for shape in seen)

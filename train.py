@@ -130,6 +130,9 @@ if init_from == "resume" and not os.path.isfile(resume_path):
 if init_from not in ("scratch", "resume") and init_from not in official_names() and not os.path.exists(init_from):
     fail(f"init_from={init_from!r}: expected 'scratch', 'resume', an official model name "
          f"({', '.join(official_names())}), or an existing checkpoint file or CTranslate2 directory")
+if gradient_accumulation_steps % int(os.environ.get("WORLD_SIZE", "1")):
+    fail(f"gradient_accumulation_steps={gradient_accumulation_steps} is not a multiple of the {os.environ['WORLD_SIZE']} "
+         "processes")
 if not os.path.isfile(os.path.join(data_dir, "meta.json")):
     fail(f"data_dir={data_dir!r}: no meta.json; run prepare_librispeech.py --out {data_dir} first")
 try:  # made here, so that a run can't train for hours and then find it can't save
@@ -140,7 +143,7 @@ except OSError as e:
 
 # -----------------------------------------------------------------------------------------------
 # processes and devices: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
-ddp = int(os.environ.get("RANK", -1)) != -1
+ddp = "RANK" in os.environ
 if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "cpu"
 device_type = "cuda" if device.startswith("cuda") else "cpu"
@@ -150,8 +153,6 @@ if ddp:
     if device_type == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    if gradient_accumulation_steps % world_size:
-        fail(f"gradient_accumulation_steps={gradient_accumulation_steps} is not a multiple of {world_size} processes")
     gradient_accumulation_steps //= world_size  # per process; the global batch stays the same
 else:
     rank, local_rank, world_size = 0, 0, 1
@@ -193,6 +194,8 @@ elif init_from == "resume":  # everything comes from this one load: model, optim
     whisper.alignment_heads = [tuple(h) for h in checkpoint.get("alignment_heads", whisper.alignment_heads)]
     iter_num, best_val_loss = checkpoint["iter_num"], checkpoint["best_val_loss"]
     train_seconds = checkpoint.get("train_seconds", 0.0)
+    if os.path.isfile(best_path):  # its own val loss: killed between the two writes, best.pt is the newer (see save)
+        best_val_loss = torch.load(best_path, map_location="cpu", mmap=True, weights_only=True)["val_loss"]
     for key, old in checkpoint["config"].items():
         if key in config and config[key] != old and key not in ("init_from", "max_iters", "eval_interval",
                                                                  "log_interval", "eval_only"):
@@ -382,8 +385,8 @@ def evaluate() -> dict:
 def save(improved: bool, extra: dict):
     """All processes call this: every rank's loader position and RNG state go into the checkpoint.
     best.pt is written before ckpt.pt, each atomically. Killed between the two, the run resumes from
-    the ckpt.pt of the eval before, whose best_val_loss is the one before this eval: it trains the same
-    steps again, finds the same improvement and rewrites best.pt, so the two always agree."""
+    the ckpt.pt of the eval before and trains the same steps again, while best.pt already holds this
+    eval's model and its val loss, which the resumed run compares against: the two always agree."""
     states = [{"loader": loader.state_dict(), "rng": {
         "cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device_type == "cuda" else None}}]
     if ddp:

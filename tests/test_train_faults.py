@@ -54,6 +54,15 @@ def test_bad_options_stop_before_any_work(monkeypatch, capsys, tmp_path, fake_da
     assert not out.exists()  # nothing made, not even the out_dir
 
 
+def test_accumulation_steps_must_split_over_the_processes(monkeypatch, capsys, tmp_path, fake_data):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; checked before any process group is made
+    out = tmp_path / "out"
+    code, err = train_in_process(monkeypatch, capsys, f"--data_dir={fake_data}", f"--out_dir={out}",
+                                 "--gradient_accumulation_steps=3")
+    assert (code, err) == (2, "error: gradient_accumulation_steps=3 is not a multiple of the 2 processes\n")
+    assert not out.exists()
+
+
 def test_cuda_without_cuda_is_one_line(monkeypatch, capsys, tmp_path, fake_data):
     if torch.cuda.is_available():
         pytest.skip("this PyTorch has CUDA")
@@ -225,6 +234,22 @@ def test_resuming_a_finished_run_changes_nothing(uninterrupted, tmp_path):
     proc = train(f"--data_dir={shards}", f"--out_dir={reference}", *RUN, "--init_from=resume")
     assert "done: 0 steps" in proc.stdout, proc.stdout
     assert {p.name: p.read_bytes() for p in reference.iterdir()} == files  # the log has no second eval row
+
+
+def test_a_resumed_run_compares_against_best_pt_itself(uninterrupted, tmp_path):
+    """Where a resumed run does not retrain bit for bit (max_minutes), a best.pt left newer than ckpt.pt
+    by a kill may hold a better model than any the resumed run reaches: it must stay."""
+    import shutil
+
+    shards, reference = uninterrupted
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    best = torch.load(out / "best.pt", weights_only=True)
+    torch.save({**best, "val_loss": 0.0, "best_val_loss": 0.0}, out / "best.pt")  # unbeatable
+    before = (out / "best.pt").read_bytes()
+    train(f"--data_dir={shards}", f"--out_dir={out}", *RUN, "--max_iters=6", "--init_from=resume")
+    assert (out / "best.pt").read_bytes() == before
+    assert torch.load(out / "ckpt.pt", weights_only=True)["best_val_loss"] == 0.0
 
 
 def test_a_diverged_run_stops_at_the_step_and_saves_nothing(corpus, tmp_path):

@@ -5,11 +5,14 @@ Transcribe audio files of any length with a Whisper checkpoint.
     python transcribe.py talk.mp3 --output-format srt --output-dir subs --word-timestamps
     python transcribe.py a.flac b.mp3 --model base.en --batch-size 16 --device cuda
 
-Long-form decoding follows openai-whisper's: 30 s windows that move by what was transcribed (seek),
+Long-form decoding follows openai-whisper's: windows of the model's length (30 s for official
+models, 2 * n_audio_ctx frames for ours) that move by what was transcribed (seek),
 timestamp tokens that cut segments, the previous text as a prompt, and a fallback to higher
 temperatures when a window's text is too repetitive or too unlikely. The defaults equal the
 reference command line's. With --batch-size N the audio is instead cut at silences into windows
 that are decoded N at a time with no conditioning between them: the fast path on a GPU.
+A model whose checkpoint says it was trained without timestamps is always cut at silences, one
+segment per window; a prompt, translation or another language than English is refused for it.
 
 With one file and the default text output, stdout is the transcript and nothing else; progress,
 the detected language and errors go to stderr. A file that can't be read is reported in one line

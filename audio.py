@@ -401,6 +401,26 @@ class LongFormMel:
         return _normalise(log_spec, self.peak.to(log_spec.device))
 
 
+def spec_augment(mel: torch.Tensor, freq_masks: int = 2, freq_mask_width: int = 27, time_masks: int = 2,
+                 time_mask_width: int = 40) -> torch.Tensor:
+    """SpecAugment's frequency and time masks on a batch [B, n_mels, frames], for training: up to
+    freq_masks bands of at most freq_mask_width mel bins and time_masks spans of at most
+    time_mask_width frames per row, filled with the row's mean. Draws from torch's global RNG, so a
+    resumed run (which restores it) masks the same way."""
+    B, C, T = mel.shape
+    fill = mel.mean(dim=(1, 2), keepdim=True).expand_as(mel)
+    for n, width, size, dim in ((freq_masks, freq_mask_width, C, 1), (time_masks, time_mask_width, T, 2)):
+        if n == 0 or width == 0:
+            continue
+        widths = torch.randint(0, width + 1, (B, n, 1), device=mel.device)
+        starts = (torch.rand(B, n, 1, device=mel.device) * (size - widths + 1)).long()
+        index = torch.arange(size, device=mel.device)
+        band = ((index >= starts) & (index < starts + widths)).any(dim=1)  # (B, size)
+        band = band[:, :, None] if dim == 1 else band[:, None, :]
+        mel = torch.where(band, fill, mel)
+    return mel
+
+
 def plot_utterance(audio, png_path, title: str = "", n_mels: int = 80, window_seconds: float = None):
     """Save a PNG with the waveform on top and its log-mel below; returns the path.
 

@@ -46,6 +46,7 @@ MAX_TOKENS = 448  # the decoder's context (n_text_ctx): no longer target can be 
 BUCKET_POOL = 32  # batches sorted together: more gives tighter buckets and less randomness
 BUCKET_MARGIN = 20  # mel frames of silence after the longest clip of a bucketed batch (0.2 s)
 BUCKET_QUANTUM = 50  # bucketed windows are a multiple of 0.5 s: few distinct shapes
+CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'"  # train.py's CTC head's classes after class 0, the blank
 
 
 def manifest(data_dir: str, split: str) -> list:
@@ -225,6 +226,18 @@ def iterate_batches(data_dir: str, split: str = "val", batch_size: int = 16, n_f
     for start in range(0, len(entries), batch_size):
         batch = entries[start: start + batch_size]
         yield (*collate(batch, shards, meta["n_mels"], n_frames, eot), batch)
+
+
+def ctc_targets(rows: list, n_audio_ctx: int) -> tuple:
+    """CTC's inputs for a batch's rows (each a list of manifest entries): each row's characters
+    (lower case, other symbols dropped, its utterances joined by spaces) concatenated, their counts,
+    and the audio tokens each row fills (2 mel frames each, the rest is padding)."""
+    def letters(text: str) -> str:
+        return " ".join("".join(c for c in text.lower() if c in CTC_CHARS).split())
+    texts = [" ".join(filter(None, (letters(e["text"]) for e in row))) for row in rows]
+    chars = [1 + CTC_CHARS.index(c) for text in texts for c in text]
+    frames = [min(n_audio_ctx, (sum(e["frames"] for e in row) + 1) // 2) for row in rows]
+    return torch.tensor(chars, dtype=torch.long), torch.tensor([len(t) for t in texts]), torch.tensor(frames)
 
 
 def load_mel(data_dir: str, split: str, entry: dict, n_frames: int = 3000) -> torch.Tensor:

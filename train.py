@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import configurator
+from audio import spec_augment as mask_mel  # the config's bool has the name
 from audio import window_frames
-from data import ShardLoader, iterate_batches, read_meta
+from data import CTC_CHARS, ShardLoader, ctc_targets, iterate_batches, read_meta
 from decoding import transcribe_windows
 from files import atomic_write, remove_stale_temps, temp_name
 from metrics import word_error_rate
@@ -219,9 +220,6 @@ log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames){', each batch cut t
     f"{world_size} process(es) on {device}, {dtype}; global batch {batch_size * gradient_accumulation_steps * world_size} "
     f"{'packed windows' if pack else 'utterances'}")
 
-CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'"  # the CTC head's classes after class 0, the blank
-
-
 class Trainee(torch.nn.Module):
     """What the optimizer and DDP see: the Whisper, plus the CTC head when ctc_weight > 0."""
 
@@ -300,34 +298,6 @@ def lr_at(it: int, seconds: float) -> float:
         progress = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
     coeff = 0.5 * (1.0 + math.cos(math.pi * progress)) if lr_schedule == "cosine" else 1.0 - progress
     return min_lr + coeff * (learning_rate - min_lr)
-
-
-def spec_augment_(mel: torch.Tensor) -> torch.Tensor:
-    """SpecAugment's frequency and time masks, in place: bands filled with each utterance's mean."""
-    B, C, T = mel.shape
-    fill = mel.mean(dim=(1, 2), keepdim=True).expand_as(mel)
-    for n, width, size, dim in ((freq_masks, freq_mask_width, C, 1), (time_masks, time_mask_width, T, 2)):
-        if n == 0 or width == 0:
-            continue
-        widths = torch.randint(0, width + 1, (B, n, 1), device=mel.device)
-        starts = (torch.rand(B, n, 1, device=mel.device) * (size - widths + 1)).long()
-        index = torch.arange(size, device=mel.device)
-        band = ((index >= starts) & (index < starts + widths)).any(dim=1)  # (B, size)
-        band = band[:, :, None] if dim == 1 else band[:, None, :]
-        mel = torch.where(band, fill, mel)
-    return mel
-
-
-def ctc_targets(rows: list) -> tuple:
-    """CTC's inputs for a batch's rows (each a list of manifest entries): each row's characters
-    (lower case, other symbols dropped, its utterances joined by spaces) concatenated, their counts,
-    and the audio tokens each row fills (2 mel frames each, the rest is padding)."""
-    def letters(text: str) -> str:
-        return " ".join("".join(c for c in text.lower() if c in CTC_CHARS).split())
-    texts = [" ".join(filter(None, (letters(e["text"]) for e in row))) for row in rows]
-    chars = [1 + CTC_CHARS.index(c) for text in texts for c in text]
-    frames = [min(dims.n_audio_ctx, (sum(e["frames"] for e in row) + 1) // 2) for row in rows]
-    return torch.tensor(chars, dtype=torch.long), torch.tensor([len(t) for t in texts]), torch.tensor(frames)
 
 
 def pad_text(tokens_in: torch.Tensor, targets: torch.Tensor) -> tuple:
@@ -526,7 +496,7 @@ while True:
     batches = []
     for _ in range(gradient_accumulation_steps):
         mel, tokens_in, targets, rows = loader.next_batch()
-        batches.append((mel, tokens_in, targets, ctc_targets(rows) if ctc_weight > 0 else None))
+        batches.append((mel, tokens_in, targets, ctc_targets(rows, dims.n_audio_ctx) if ctc_weight > 0 else None))
         window["seconds"] += sum(e["duration"] for row in rows for e in row)
     n_tokens = sum(int((targets != -100).sum()) for _, _, targets, _ in batches)
     n_chars = sum(len(ctc[0]) for *_, ctc in batches if ctc is not None)
@@ -541,7 +511,7 @@ while True:
         else:
             mel, tokens_in, targets = mel.to(device), tokens_in.to(device), targets.to(device)
         if spec_augment:
-            mel = spec_augment_(mel)
+            mel = mask_mel(mel, freq_masks, freq_mask_width, time_masks, time_mask_width)
         # DDP averages gradients over processes, hence the world_size; sync only on the last micro-step
         sync = micro_step == len(batches) - 1
         with model.no_sync() if ddp and not sync else nullcontext():

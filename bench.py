@@ -43,6 +43,8 @@ import sys
 import tempfile
 import time
 
+from cli import OneLineErrors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_DATA = os.path.join(HERE, "..", "shared", "data")
 SR = 16000
@@ -638,13 +640,6 @@ def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
                     break
     isa = " ".join(flag for flag in ISA_FLAGS if flag in flags) or "none of " + " ".join(ISA_FLAGS)
     return f"{model}, {os.cpu_count()} cores, ISA: {isa}"
-
-
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -30,7 +30,7 @@ from audio import SAMPLE_RATE, AudioError, load_audio, window_mel, window_sample
 from data import read_librispeech_dir
 from decoding import transcribe_windows
 from metrics import normalize, word_error_rate
-from transcribe import OneLineErrors
+from cli import OneLineErrors
 
 
 def main(argv=None) -> int:

@@ -39,7 +39,6 @@ language:
   and is synthesised from espeak's freshly initialised state (see tts.ESpeak.synth), so the output is
   byte-identical whatever the number of workers.
 """
-import argparse
 import gzip
 import hashlib
 import importlib.metadata
@@ -51,7 +50,6 @@ import os
 import random
 import re
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -59,6 +57,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from cli import OneLineErrors, unwritable, usage_error
 from tts import SAMPLE_RATE, ESpeak
 
 SPLITS = ("train", "dev", "test", "test_seen")
@@ -686,19 +685,6 @@ def corpus_checks(stats: dict) -> dict:
     )
 
 
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def usage_error(message: str):
-    """A bad option found before anything is written: one line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv=None):
     from tqdm import tqdm
 
@@ -726,13 +712,8 @@ def main(argv=None):
         path = os.path.join(args.out, split)
         if os.path.exists(path) and not args.overwrite:
             usage_error(f"{path}: already exists; pass --overwrite to replace it")
-    try:  # the output directory must take files before anything is deleted or made
-        os.makedirs(args.out, exist_ok=True)
-        probe = os.path.join(args.out, f".write-test-{os.getpid()}")
-        open(probe, "wb").close()
-        os.remove(probe)
-    except OSError as e:
-        usage_error(f"{args.out}: output directory is not writable ({e.strerror})")
+    if problem := unwritable(args.out):  # before anything is deleted or made
+        usage_error(problem)
     try:  # built before the workers fork, so they share it
         lexicon().core(args.seed)
         make_speakers(args.seed)

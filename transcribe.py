@@ -32,6 +32,7 @@ import torch
 
 from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioError, AudioFile, LongFormMel,
                    audio_source, pad_or_trim, window_frames, window_mel)
+from cli import OneLineErrors, unwritable
 from decoding import decode, detect_language, encode
 from files import atomic_write, remove_stale_temps
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
@@ -521,13 +522,6 @@ def token_ids(x: str) -> str:
     return x
 
 
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def main(argv=None) -> int:
     p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", help="audio files: flac, wav, ogg, mp3, ...")
@@ -581,13 +575,8 @@ def main(argv=None) -> int:
             print(f"error: {first} and {second} would both be written to {out}; transcribe them into different "
                   "--output-dir directories, or rename one", file=sys.stderr)
             return 2
-        try:
-            os.makedirs(output_dir, exist_ok=True)
-            probe = os.path.join(output_dir, f".write-test-{os.getpid()}")
-            open(probe, "w").close()
-            os.remove(probe)
-        except OSError as e:
-            print(f"error: {output_dir}: output directory is not writable ({e.strerror})", file=sys.stderr)
+        if problem := unwritable(output_dir):
+            print(f"error: {problem}", file=sys.stderr)
             return 2
     try:
         t0 = time.time()

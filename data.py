@@ -79,14 +79,26 @@ class _Shards:
         return self.open[shard][entry["offset"]: entry["offset"] + entry["frames"]]  # [frames, n_mels]
 
 
-def collate(rows: list, shards: _Shards, n_mels: int, n_frames: int, eot: int = 50256):
+def collate(rows: list, shards: _Shards, n_mels: int, n_frames: int, eot: int = 50256, modes: list = None,
+            specials: dict = None):
     """Rows -> (mel float32 [B, n_mels, n_frames], tokens_in int64 [B, T], targets int64 [B, T]).
 
     A row is one entry, or a list of entries packed into the window in order: their frames back to
-    back, then the last one's silence value; their texts joined after the first one's special prefix."""
+    back, then the last one's silence value; their texts joined after the first one's special prefix.
+    A window entry (prepare_librispeech.py --window-seconds) is a row of its own, and modes[i] =
+    (timestamps, prompt) says which of its targets to build (window_tokens); without timestamps its
+    cut utterance's audio becomes silence, since that target has no way to say where its text stops."""
     rows = [row if isinstance(row, list) else [row] for row in rows]
-    ids = [row[0]["tokens"][:-1] + [t for e in row[1:] for t in e["tokens"][_n_special(e["tokens"], eot):-1]] + [eot]
-           for row in rows]
+    ids, masked = [], []
+    for i, row in enumerate(rows):
+        if "segments" in row[0]:
+            row_ids, n_masked = window_tokens(row[0], *modes[i], specials, eot)
+        else:
+            row_ids = (row[0]["tokens"][:-1] + [t for e in row[1:] for t in e["tokens"][_n_special(e["tokens"], eot):-1]]
+                       + [eot])
+            n_masked = 0
+        ids.append(row_ids)
+        masked.append(n_masked)
     mel = torch.empty(len(rows), n_mels, n_frames)
     T = max(len(i) for i in ids) - 1
     tokens_in = torch.full((len(rows), T), eot, dtype=torch.long)
@@ -96,12 +108,52 @@ def collate(rows: list, shards: _Shards, n_mels: int, n_frames: int, eot: int = 
         start = 0
         for e in row:
             frames = shards.frames(e)
+            if "segments" in e and e["cut"] is not None and not modes[i][0]:
+                frames = frames[: e["cut_frame"]]  # the rest stays the window's silence value
             mel[i, :, start: start + len(frames)] = torch.from_numpy(np.asarray(frames, dtype=np.float32).T)
             start += len(frames)
         row_ids = torch.tensor(ids[i], dtype=torch.long)
         tokens_in[i, : len(row_ids) - 1] = row_ids[:-1]
-        targets[i, : len(row_ids) - 1] = row_ids[1:]
+        targets[i, masked[i]: len(row_ids) - 1] = row_ids[1 + masked[i]:]
     return mel, tokens_in, targets
+
+
+def window_tokens(entry: dict, timestamps: bool, prompt: bool, specials: dict, eot: int) -> tuple:
+    """A window's token ids and how many of its first targets the loss ignores, as Whisper trained:
+
+        [<|startofprev|> previous text] sot [lang task] <|t0|> text <|t1|> <|t2|> text <|t3|> [<|tc|>] eot
+        [<|startofprev|> previous text] sot [lang task] <|notimestamps|> text text eot
+
+    A timestamp is timestamp_begin + round(t / 0.02), t in seconds from the window's start; <|tc|> is
+    the start of the utterance the window's end cuts, with no text, as Whisper ends such a window
+    (the next window starts at that utterance). The previous text is the previous window's of the
+    same chapter, its last tokens up to half the text context, as transcribe.py prompts; the loss
+    ignores it and the sot that closes it (the model conditions on them, never predicts them)."""
+    def stamp(t):
+        return specials["timestamp_begin"] + round(t / 0.02)
+
+    sot_sequence = list(specials["sot_sequence"])
+    body = []
+    for start, end, text in entry["segments"]:
+        body += [stamp(start), *text, stamp(end)] if timestamps else text
+    if timestamps and entry["cut"] is not None:
+        body.append(stamp(entry["cut"]))
+    target = sot_sequence + ([] if timestamps else [specials["no_timestamps"]]) + body + [eot]
+    if not (prompt and entry["prev"]):
+        return target, 0
+    room = min(MAX_TOKENS // 2 - 1, MAX_TOKENS - 1 - len(target))
+    previous = entry["prev"][-room:] if room > 0 else []
+    return [specials["sot_prev"], *previous] + target, 1 + len(previous)
+
+
+def target_modes(seed: int, epoch: int, indices, timestamp_probability: float, prompt_probability: float) -> list:
+    """(timestamps, prompt) for each entry index: drawn from (seed, epoch, index) alone, so that the
+    choice is the same whichever rank, batch or resumed run asks for it."""
+    modes = []
+    for index in indices:
+        u = np.random.default_rng([seed, epoch, int(index)]).random(2)
+        modes.append((bool(u[0] < timestamp_probability), bool(u[1] < prompt_probability)))
+    return modes
 
 
 def _n_special(tokens: list, eot: int) -> int:
@@ -133,14 +185,19 @@ class ShardLoader:
     """
 
     def __init__(self, data_dir: str, split: str = "train", batch_size: int = 16, n_frames: int = 3000,
-                 rank: int = 0, world_size: int = 1, seed: int = 1337, pack: bool = False, bucket: bool = False):
+                 rank: int = 0, world_size: int = 1, seed: int = 1337, pack: bool = False, bucket: bool = False,
+                 timestamp_probability: float = 1.0, prompt_probability: float = 0.0):
         meta = read_meta(data_dir)
         self.data_dir, self.split, self.batch_size, self.n_frames = data_dir, split, batch_size, n_frames
         self.rank, self.world_size, self.seed, self.pack, self.bucket = rank, world_size, seed, pack, bucket
+        self.probabilities = (timestamp_probability, prompt_probability)
         if pack and bucket:
             raise ValueError("pack and bucket are two answers to the same padding; choose one")
         self.n_mels = meta["n_mels"]
         self.eot = meta["eot"]
+        self.specials = check_window(meta, data_dir, n_frames)
+        if pack and self.specials:
+            raise ValueError(f"{data_dir}: its windows are full already; pack is for one utterance an entry")
         self.entries, self.n_skipped_long = _usable(data_dir, split, n_frames)
         self.per_rank = len(self.entries) // world_size
         if self.per_rank < batch_size:
@@ -174,11 +231,12 @@ class ShardLoader:
         index = self._order[self.step * self.batch_size: (self.step + 1) * self.batch_size]
         self.step += 1
         rows = [[self.entries[i]] for i in index]
+        modes = target_modes(self.seed, self.epoch, index, *self.probabilities) if self.specials else None
         n_frames = self.n_frames
         if self.bucket:
             longest = max(row[0]["frames"] for row in rows) + BUCKET_MARGIN
             n_frames = min(n_frames, -(-longest // BUCKET_QUANTUM) * BUCKET_QUANTUM)
-        return (*collate(rows, self.shards, self.n_mels, n_frames, self.eot), rows)
+        return (*collate(rows, self.shards, self.n_mels, n_frames, self.eot, modes, self.specials), rows)
 
     def _next_entry(self) -> dict:
         if self.position == len(self._order):
@@ -211,21 +269,38 @@ class ShardLoader:
         self._order = self._epoch_order(self.epoch)
 
 
-def iterate_batches(data_dir: str, split: str = "val", batch_size: int = 16, n_frames: int = 3000, limit: int = None):
+def iterate_batches(data_dir: str, split: str = "val", batch_size: int = 16, n_frames: int = 3000, limit: int = None,
+                    timestamp_probability: float = 1.0, prompt_probability: float = 0.0, seed: int = 0):
     """The split in manifest order (utterances over n_frames left out), the last batch possibly smaller.
 
-    Yields (mel, tokens_in, targets, entries); `limit` stops after that many utterances, so the same
+    Yields (mel, tokens_in, targets, entries); `limit` stops after that many entries, so the same
     fixed subset is used every time (val loss, WER on a fixed val subset: entries[i]["text"] is the
-    reference transcript of row i).
+    reference transcript of row i). Windows get their targets as ShardLoader draws them (epoch 0 of
+    `seed`); with timestamp_probability 0 each is its complete utterances' text, and a cut
+    utterance's audio is silence (what a WER can be scored on).
     """
     meta = read_meta(data_dir)
+    specials = check_window(meta, data_dir, n_frames)
     entries, _ = _usable(data_dir, split, n_frames)
     entries = entries[:limit] if limit is not None else entries
     shards = _Shards(data_dir, split)
     eot = meta["eot"]
     for start in range(0, len(entries), batch_size):
         batch = entries[start: start + batch_size]
-        yield (*collate(batch, shards, meta["n_mels"], n_frames, eot), batch)
+        modes = (target_modes(seed, 0, range(start, start + len(batch)), timestamp_probability, prompt_probability)
+                 if specials else None)
+        yield (*collate(batch, shards, meta["n_mels"], n_frames, eot, modes, specials), batch)
+
+
+def check_window(meta: dict, data_dir: str, n_frames: int):
+    """The specials a windowed corpus' targets need (None for one utterance an entry). Its windows
+    fit a model's window as long as or longer (the rest is the window's silence value); a shorter
+    model can't hear their ends."""
+    window = meta.get("window_seconds") or 0
+    if window and round(window * 100) > n_frames:
+        raise ValueError(f"{data_dir}: prepared in {window:g} s windows, longer than the model's {n_frames / 100:g} s; "
+                         f"prepare it again with --window-seconds {n_frames / 100:g}")
+    return meta.get("specials") if window else None
 
 
 def ctc_targets(rows: list, n_audio_ctx: int) -> tuple:
@@ -236,7 +311,8 @@ def ctc_targets(rows: list, n_audio_ctx: int) -> tuple:
         return " ".join("".join(c for c in text.lower() if c in CTC_CHARS).split())
     texts = [" ".join(filter(None, (letters(e["text"]) for e in row))) for row in rows]
     chars = [1 + CTC_CHARS.index(c) for text in texts for c in text]
-    frames = [min(n_audio_ctx, (sum(e["frames"] for e in row) + 1) // 2) for row in rows]
+    # a window's cut utterance is not in its text: the CTC loss stops where that utterance's audio starts
+    frames = [min(n_audio_ctx, (sum(e.get("cut_frame") or e["frames"] for e in row) + 1) // 2) for row in rows]
     return torch.tensor(chars, dtype=torch.long), torch.tensor([len(t) for t in texts]), torch.tensor(frames)
 
 
@@ -312,7 +388,8 @@ def save_shard(out: str, split: str, index: int, items: list, results: list):
     (entry, fp16 frames [frames, n_mels]) or (skip record, None). Returns (entries, skipped)."""
     name = os.path.join(out, split, f"{index:05d}")
     entries, skipped, arrays, offset = [], [], [], 0
-    for record, frames in results:
+    # a chapter (prepare_librispeech.py --window-seconds) gives a list of windows and skips
+    for record, frames in (pair for result in results for pair in (result if isinstance(result, list) else [result])):
         if frames is None:
             skipped.append(record)
             continue
@@ -352,11 +429,14 @@ def write_outputs(out: str, manifests: dict, skipped: list, cfg: dict) -> dict:
         counts[s["reason"]] = counts.get(s["reason"], 0) + 1
     splits = {split: dict(utterances=len(entries), hours=round(sum(e["duration"] for e in entries) / 3600, 4),
                           frames=sum(e["frames"] for e in entries),
-                          shards=len({e["shard"] for e in entries}), tokens=sum(len(e["tokens"]) for e in entries))
+                          shards=len({e["shard"] for e in entries}), tokens=sum(len(e["tokens"]) if "tokens" in e else sum(len(t) for *_, t in e["segments"])
+                                     for e in entries))
               for split, entries in manifests.items()}
     meta = dict(cfg, sample_rate=SAMPLE_RATE, n_frames=N_FRAMES, max_tokens=MAX_TOKENS, mel_dtype="float16",
-                storage="log_mel_spectrogram(pad_or_trim(audio)) frames [0, frames) per utterance; "
-                        "frames past that equal `pad`",
+                storage=("log_mel_spectrogram(pad_or_trim(window audio, window_seconds)) frames [0, frames) per window"
+                         if cfg.get("window_seconds") else
+                         "log_mel_spectrogram(pad_or_trim(audio)) frames [0, frames) per utterance")
+                + "; frames past that equal `pad`",
                 splits=splits, skipped_counts=counts, skipped=skipped)
     write_json(os.path.join(out, "meta.json"), meta, indent=1)
     return meta

@@ -145,10 +145,12 @@ def librispeech_items(root: str, val_fraction: float):
 
 
 def _chapter_items(chapter: str, split: str) -> list:
-    texts, audio, bad_lines = {}, {}, {}
+    texts, audio, bad_lines, speech = {}, {}, {}, {}
     for f in sorted(os.listdir(chapter)):
         path = os.path.join(chapter, f)
-        if f.endswith(".trans.txt"):
+        if f.endswith(".words.jsonl"):  # prepare_synthetic.py's: where each utterance's sound starts and stops
+            speech.update(_speech_spans(path))
+        elif f.endswith(".trans.txt"):
             lines, problems = read_transcript(path)
             for _, uid, text in lines:
                 texts[uid] = (text, path)
@@ -158,7 +160,9 @@ def _chapter_items(chapter: str, split: str) -> list:
             audio[os.path.splitext(f)[0]] = path
     items = []
     for uid in sorted(set(texts) | set(audio) | set(bad_lines)):
-        item = dict(id=uid, split=split, audio=audio.get(uid), text=texts.get(uid, ("", None))[0])
+        item = dict(id=uid, split=split, audio=audio.get(uid), text=texts.get(uid, ("", None))[0], chapter=chapter)
+        if uid in speech:
+            item["speech"] = speech[uid]
         if uid in bad_lines and uid not in texts:
             item.update(skip=bad_lines[uid]["reason"], source=bad_lines[uid]["detail"])
         elif uid not in audio:
@@ -169,6 +173,22 @@ def _chapter_items(chapter: str, split: str) -> list:
             item["source"] = audio[uid]
         items.append(item)
     return items
+
+
+def _speech_spans(path: str) -> dict:
+    """{utterance id: [start, end]} from a words.jsonl; a line that can't be read gives no span (the
+    utterance then takes its span from the audio, as LibriSpeech's do)."""
+    spans = {}
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+                start, end = (float(t) for t in row["speech"])
+                if 0 <= start < end:
+                    spans[str(row["id"])] = [start, end]
+            except (ValueError, KeyError, TypeError):
+                continue
+    return spans
 
 
 def hf_items(name, config, splits, text_column, audio_column, streaming, val_fraction):
@@ -202,8 +222,33 @@ def hf_items(name, config, splits, text_column, audio_column, streaming, val_fra
                 key = row[speaker_col] if speaker_col else uid
                 held = key in val_speakers if val_speakers is not None else _hash(key) < val_fraction * 2**64
                 item_split = "val" if held else "train"
-            yield dict(id=uid, split=item_split, audio=audio, text=row[text_column] or "",
+            # LibriSpeech's rows name their chapter; other datasets' utterances are chapters of their own
+            chapter = (f"{row['speaker_id']}-{row['chapter_id']}" if "chapter_id" in columns and "speaker_id" in columns
+                       else uid)
+            yield dict(id=uid, split=item_split, audio=audio, text=row[text_column] or "", chapter=chapter,
                        source=f"{name}/{config or ''}/{hf_split}#{i}" + (f" ({path})" if path else ""))
+
+
+def chapters(items):
+    """Items -> chapter items {"id", "split", "utterances": [items sorted by id], "source"}, one per run
+    of consecutive items of the same split and chapter (a chapter an HF dataset splits up becomes
+    several). Items with a "skip" reason pass through as they are."""
+    def flush(group):
+        group = sorted(group, key=lambda it: it["id"])
+        return dict(id=f"{group[0]['id']}..{group[-1]['id']}", split=group[0]["split"], utterances=group,
+                    source=str(group[0]["chapter"]))
+
+    group = []
+    for item in items:
+        if "skip" in item:
+            yield item
+            continue
+        if group and (item["split"], item["chapter"]) != (group[0]["split"], group[0]["chapter"]):
+            yield flush(group)
+            group = []
+        group.append(item)
+    if group:
+        yield flush(group)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,7 +295,9 @@ def decode(item) -> np.ndarray:
 
 
 def process(item):
-    """-> (entry, fp16 frames [frames, n_mels]) or (skip record, None)."""
+    """-> (entry, fp16 frames [frames, n_mels]) or (skip record, None); a chapter item -> a list of those."""
+    if "utterances" in item:
+        return process_chapter(item)
     from tokenizer import get_tokenizer
 
     def skip(reason, detail):
@@ -270,22 +317,128 @@ def process(item):
     tokens = [*tokenizer.sot_sequence_including_notimestamps, *tokenizer.encode(" " + text), tokenizer.eot]
     if len(tokens) > MAX_TOKENS:
         return skip("over 448 tokens", f"{item['source']}: {len(tokens)} tokens")
+    try:
+        mel, frames, pad = stored_frames(audio, N_SAMPLES, item["source"])
+    except ValueError as e:
+        return skip("unexpected log-mel", str(e))
+    entry = dict(id=item["id"], duration=round(duration, 4), frames=frames, pad=pad, tokens=tokens, text=text)
+    return entry, mel
 
-    mel = log_mel_spectrogram(pad_or_trim(audio), n_mels=_cfg["n_mels"]).numpy()  # [n_mels, 3000]
+
+def stored_frames(audio: np.ndarray, n_samples: int, source: str) -> tuple:
+    """The log-mel of `audio` padded with zeros to a window of n_samples, as (fp16 frames [frames,
+    n_mels] up to the last one that differs from the padding's, frames, pad: that padding value)."""
+    mel = log_mel_spectrogram(pad_or_trim(audio, n_samples), n_mels=_cfg["n_mels"]).numpy()  # [n_mels, window]
     silence = silence_value(float(mel.max()))
-    if len(audio) < N_SAMPLES - 400:  # the last frames see only zeros: they are the padding value
+    if len(audio) < n_samples - 400:  # the last frames see only zeros: they are the padding value
         # stored exactly as computed: in float32 it can be one ulp from `silence`, and the loader must
         # rebuild the window bit for bit
         pad = mel[:, -1]
         if not ((pad == pad[0]).all() and abs(float(pad[0]) - silence) < 1e-5):  # NaN fails this too
-            return skip("unexpected log-mel", f"{item['source']}: the padding's log-mel is {float(pad.min())}.."
-                                              f"{float(pad.max())}, not the silence value {silence:.6f}")
+            raise ValueError(f"{source}: the padding's log-mel is {float(pad.min())}..{float(pad.max())}, "
+                             f"not the silence value {silence:.6f}")
         differs = np.flatnonzero((mel != pad[0]).any(axis=0))
         frames, pad = (int(differs[-1]) + 1 if len(differs) else 1), float(pad[0])
     else:  # (almost) no padding in the window: keep all frames; pad = mel of silence for this peak
-        frames, pad = N_FRAMES, silence
-    entry = dict(id=item["id"], duration=round(duration, 4), frames=frames, pad=pad, tokens=tokens, text=text)
-    return entry, np.ascontiguousarray(mel[:, :frames].T, dtype=np.float16)
+        frames, pad = mel.shape[1], silence
+    return np.ascontiguousarray(mel[:, :frames].T, dtype=np.float16), frames, pad
+
+
+def speech_span(audio: np.ndarray) -> list:
+    """[start, end] in seconds: the first and last 10 ms frame within 40 dB of the loudest one (the
+    synthetic corpus' words.jsonl defines its spans the same way), or the whole clip if silent."""
+    hop = SAMPLE_RATE // 100
+    n = len(audio) // hop
+    if n == 0:
+        return [0.0, len(audio) / SAMPLE_RATE]
+    energy = (audio[: n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(axis=1)
+    loud = np.flatnonzero(energy >= energy.max() * 1e-4) if energy.max() > 0 else np.arange(n)
+    return [loud[0] * hop / SAMPLE_RATE, min(len(audio), (loud[-1] + 1) * hop) / SAMPLE_RATE]
+
+
+def process_chapter(chapter: dict) -> list:
+    """A chapter's utterances, in order, in windows of window_seconds, each Whisper's kind of training
+    example; -> [(window entry, fp16 frames) or (skip record, None)].
+
+    A window starts where an utterance starts and takes the utterances that follow while they fit
+    whole, with the silences at their edges (their pauses). Where the next one is cut by the window's
+    end, the window's audio runs on to the end with that utterance's beginning, and the entry records
+    its start (`cut`, the timestamp Whisper ends such a window with) and where its audio starts
+    (`cut_frame`); the next window starts with that utterance. A cut whose speech starts only after
+    the window's end is no cut (nothing of it is heard). Segments are [start, end, text tokens], the
+    span of each utterance's speech in seconds from the window's start: from words.jsonl where the
+    corpus has one, else from the audio (speech_span). `prev` is the previous window's text tokens,
+    the prompt the loader may put before the target. The mel is that of the window's own audio, as
+    the dynamic-range clamp (max - 8) depends on the whole window."""
+    from tokenizer import get_tokenizer
+
+    tokenizer = get_tokenizer(_cfg["multilingual"])
+    window = int(round(_cfg["window_seconds"] * SAMPLE_RATE))
+    results, utterances = [], []
+    for item in chapter["utterances"]:
+        result = process_utterance(item, tokenizer, window)
+        if result[1] is None:
+            results.append(result)
+        else:
+            utterances.append(result[0])
+    previous, i = [], 0
+    while i < len(utterances):
+        pieces, segments, offset, j = [], [], 0, i
+        while j < len(utterances) and offset + len(utterances[j]["audio"]) <= window:
+            u = utterances[j]
+            start, end = (offset / SAMPLE_RATE + t for t in u["speech"])
+            segments.append([round(start, 3), round(end, 3), u["tokens"]])
+            pieces.append(u["audio"])
+            offset += len(u["audio"])
+            j += 1
+        cut = cut_frame = None
+        if j < len(utterances) and offset < window:
+            u = utterances[j]
+            pieces.append(u["audio"][: window - offset])
+            if offset / SAMPLE_RATE + u["speech"][0] < window / SAMPLE_RATE - 0.02:  # some of its speech is heard
+                cut, cut_frame = round(offset / SAMPLE_RATE + u["speech"][0], 3), offset // (SAMPLE_RATE // 100)
+        audio = np.concatenate(pieces)
+        ids = [u["id"] for u in utterances[i:j]]
+        window_id = f"{ids[0]}+{len(ids)}"
+        target = sum(3 + len(tokens) for *_, tokens in segments) + 1  # timestamps, text, cut, eot
+        if target + len(tokenizer.sot_sequence) > MAX_TOKENS:
+            results.append((dict(id=window_id, split=chapter["split"], reason="over 448 tokens",
+                                 detail=f"{chapter['source']}: window of {', '.join(ids)}"), None))
+        else:
+            try:
+                mel, frames, pad = stored_frames(audio, window, f"{chapter['source']}: window of {', '.join(ids)}")
+                text = " ".join(u["text"] for u in utterances[i:j])
+                entry = dict(id=window_id, duration=round(len(audio) / SAMPLE_RATE, 4), frames=frames, pad=pad,
+                             segments=segments, cut=cut, cut_frame=cut_frame, prev=previous[-(MAX_TOKENS // 2 - 1):],
+                             text=text, utterances=ids)
+                results.append((entry, mel))
+            except ValueError as e:
+                results.append((dict(id=window_id, split=chapter["split"], reason="unexpected log-mel",
+                                     detail=str(e)), None))
+        previous = [t for *_, tokens in segments for t in tokens]
+        i = j
+    return results
+
+
+def process_utterance(item: dict, tokenizer, window: int) -> tuple:
+    """One utterance of a chapter -> ({id, audio, text, tokens, speech}, True) or (skip record, None)."""
+    def skip(reason, detail):
+        return dict(id=item["id"], split=item["split"], reason=reason, detail=detail), None
+
+    try:
+        audio = decode(item)
+    except AudioError as e:
+        return skip("undecodable audio", str(e))
+    if len(audio) > window:
+        return skip("audio over the window", f"{item['source']}: {len(audio) / SAMPLE_RATE:.2f} s, "
+                                             f"the window is {window / SAMPLE_RATE:g} s")
+    text = normalise_text(item["text"], _cfg["text_case"])
+    if not text:
+        return skip("empty text", item["source"])
+    duration = len(audio) / SAMPLE_RATE
+    speech = item.get("speech") or speech_span(audio)
+    speech = [min(max(0.0, speech[0]), duration), min(max(speech[0], speech[1]), duration)]
+    return dict(id=item["id"], audio=audio, text=text, tokens=tokenizer.encode(" " + text), speech=speech), True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -452,13 +605,23 @@ def main(argv=None):
     p.add_argument("--multilingual", action="store_true", help="multilingual vocabulary (<|en|> <|transcribe|>)")
     p.add_argument("--text-case", default="sentence", choices=("sentence", "lower", "keep"))
     p.add_argument("--val-fraction", type=float, default=0.02, help="speakers held out when there is no dev split")
-    p.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
+    p.add_argument("--window-seconds", type=float, default=0.0,
+                   help="0: one utterance an entry, targets without timestamps; S: windows of S seconds (the model's: "
+                        "30 for n_audio_ctx 1500, 7 for 350) of consecutive utterances with Whisper's timestamp targets")
+    p.add_argument("--shard-size", type=int, default=None, help="utterances (chapters with --window-seconds) per "
+                                                                "shard; default 1000 (20)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = p.parse_args(argv)
 
     # every option is checked before any work: a typo costs a line, not an hour of a half-made corpus
     if not (math.isfinite(args.val_fraction) and 0 <= args.val_fraction < 1):
         usage_error(f"--val-fraction must be at least 0 and below 1, got {args.val_fraction}")
+    if not (args.window_seconds == 0 or (1 <= args.window_seconds <= 30
+                                         and math.isclose(args.window_seconds * 50, round(args.window_seconds * 50)))):
+        usage_error(f"--window-seconds must be 0 or 1 to 30 in steps of 0.02 s (2 mel frames, one audio token), "
+                    f"got {args.window_seconds}")
+    if args.shard_size is None:
+        args.shard_size = 20 if args.window_seconds else 1000
     if args.shard_size < 1:
         usage_error(f"--shard-size must be at least 1, got {args.shard_size}")
     if args.workers < 1:
@@ -491,6 +654,12 @@ def main(argv=None):
         total = None
         described = dict(hf=args.hf, hf_config=args.hf_config, hf_split=splits, text_column=args.text_column)
     cfg = dict(n_mels=args.n_mels, multilingual=args.multilingual, text_case=args.text_case)
+    if args.window_seconds:  # recorded only when set, so that corpora prepared before it still resume
+        cfg["window_seconds"] = args.window_seconds
+        items = chapters(items)
+        if total is not None:  # a directory's items are a list: count its chapters for the progress bar
+            items = list(items)
+            total = len(items)
     from tokenizer import get_tokenizer
 
     tokenizer = get_tokenizer(args.multilingual)
@@ -498,6 +667,9 @@ def main(argv=None):
                   tokenizer="multilingual" if args.multilingual else "gpt2 (English-only)",
                   n_vocab=tokenizer.encoding.n_vocab, eot=tokenizer.eot,
                   sot_sequence=list(tokenizer.sot_sequence_including_notimestamps))
+    if args.window_seconds:  # what data.window_tokens builds the targets from
+        config["specials"] = dict(sot_sequence=list(tokenizer.sot_sequence), no_timestamps=tokenizer.no_timestamps,
+                                  sot_prev=tokenizer.sot_prev, timestamp_begin=tokenizer.timestamp_begin)
     config_path = os.path.join(out, "config.json")
     if os.path.exists(config_path):  # resuming: only with the very same settings
         try:
@@ -522,7 +694,8 @@ def main(argv=None):
     if len(skipped) > MAX_LISTED:
         print(f"skipped {len(skipped) - MAX_LISTED} more: see {out}/meta.json", file=sys.stderr)
     for split, s in meta["splits"].items():
-        print(f"{split:5s}: {s['utterances']} utterances, {s['hours']:.3f} h, {s['shards']} shards")
+        print(f"{split:5s}: {s['utterances']} {'windows' if args.window_seconds else 'utterances'}, {s['hours']:.3f} h, "
+              f"{s['shards']} shards")
     for reason, n in meta["skipped_counts"].items():
         print(f"skipped {n}: {reason}")
     print(f"{n_items} items in {elapsed:.1f} s ({n_items / max(elapsed, 1e-9):.1f}/s, "

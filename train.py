@@ -70,6 +70,14 @@ batch_size = 16  # rows (windows) per micro-step per process: one utterance each
 pack = False  # fill each window with consecutive utterances while they fit, instead of one and padding
 bucket = False  # batch clips of similar length and cut each batch's window to its longest clip (see data.py)
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
+# Whisper's targets, for a corpus prepared in windows (prepare_librispeech.py --window-seconds): drawn per
+# window, seeded (resumes are exact). Half with timestamps: transcribe.py's long-form paths decode with
+# them, eval.py and the WER here without, and a model trained from scratch must learn both within its
+# budget (distil-whisper, distilling from a model that had both, used 0.2). 0.1 with the previous window's
+# text as a prompt (distil-whisper's figure), so that transcribe.py's condition_on_previous_text reads
+# a context the model has met, without making it lean on the prompt.
+timestamp_probability = 0.5
+prompt_probability = 0.1
 text_pad_multiple = 1  # pad each batch's text to a multiple of this many tokens: fewer shapes (see pad_text)
 # SpecAugment-style masking of the training mels (eval never masks)
 spec_augment = False
@@ -218,7 +226,7 @@ if meta.get("eot") != tokenizer.eot or meta.get("n_mels", 80) != dims.n_mels:
 log(f"model: {sum(p.numel() for p in whisper.parameters()) / 1e6:.1f}M parameters, {dims}")
 log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames){', each batch cut to its longest clip' if bucket else ''}; "
     f"{world_size} process(es) on {device}, {dtype}; global batch {batch_size * gradient_accumulation_steps * world_size} "
-    f"{'packed windows' if pack else 'utterances'}")
+    f"{'packed windows' if pack else 'windows' if meta.get('window_seconds') else 'utterances'}")
 
 class Trainee(torch.nn.Module):
     """What the optimizer and DDP see: the Whisper, plus the CTC head when ctc_weight > 0."""
@@ -264,7 +272,8 @@ raw_model = model.module if ddp else model  # without the DDP wrapper; its .whis
 # -----------------------------------------------------------------------------------------------
 # data
 try:
-    loader = ShardLoader(data_dir, "train", batch_size, n_frames, rank, world_size, seed, pack, bucket)
+    loader = ShardLoader(data_dir, "train", batch_size, n_frames, rank, world_size, seed, pack, bucket,
+                         timestamp_probability, prompt_probability)
     if checkpoint is not None:
         states = checkpoint["loader_states"]
         if len(states) != world_size:
@@ -274,14 +283,17 @@ try:
         if device_type == "cuda" and checkpoint["rng_states"][rank]["cuda"] is not None:
             torch.cuda.set_rng_state(checkpoint["rng_states"][rank]["cuda"])
     # fixed val subsets: the first eval_iters batches for the loss, the first eval_wer_utts for the WER
-    val_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_iters * batch_size))
-    wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, limit=eval_wer_utts)) if eval_wer_utts else []
+    # the val loss on targets mixed as in training; the WER on windows without timestamps (their texts)
+    val_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, eval_iters * batch_size,
+                                       timestamp_probability, prompt_probability, seed))
+    wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, eval_wer_utts, 0.0)) if eval_wer_utts else []
 except (ValueError, FileNotFoundError) as e:
     fail(str(e))
 if not val_batches:
     fail(f"{data_dir}: the val split is empty; the loss can't be evaluated")
 wer_mels = [mel for batch in wer_batches for mel in batch[0]]
 wer_refs = [e["text"] for batch in wer_batches for e in batch[3]]
+timestamps = bool(loader.specials) and timestamp_probability > 0  # saved in the checkpoint: transcribe.py reads it
 del checkpoint  # all of it is in place now; a large model's copy would only take memory
 
 
@@ -481,7 +493,7 @@ while True:
         if eval_only:
             break
         if iter_num > start_iter:
-            save(improved, {"best_val_loss": best_val_loss, "train_seconds": train_seconds,
+            save(improved, {"best_val_loss": best_val_loss, "train_seconds": train_seconds, "timestamps": timestamps,
                             "val_loss": result["val_loss"], "wer": result.get("wer")})
         if master:
             plot(log_path, os.path.join(out_dir, "curves.png"))

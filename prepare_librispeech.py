@@ -61,7 +61,7 @@ from multiprocessing import get_context
 import numpy as np
 import torch
 
-from audio import (N_FRAMES, N_SAMPLES, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim,
+from audio import (N_SAMPLES, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim,
                    silence_value)
 from data import MAX_TOKENS, load_shard, read_transcript, save_shard, write_json, write_outputs
 from files import remove_stale_temps

@@ -296,3 +296,75 @@ def test_trained_with_timestamps_emits_them(corpus, tmp_path):
     assert learnt(model) >= len(rows) - 1
     result = decode(model, mel[:1], timestamps=True, sample_len=40)[0]
     assert tok.decode_with_timestamps(result.tokens) == "<|0.20|> One two<|1.00|><|1.40|> Three<|1.90|><|2.30|>"
+
+
+def test_hf_librispeech_rows_make_the_same_windows(tmp_path, monkeypatch):
+    """openslr/librispeech_asr's rows (speaker_id, chapter_id, id), a chapter's rows in any order,
+    streamed or not: the same windows as the extracted directory gives (spans from the audio)."""
+    import datasets
+
+    import prepare_librispeech
+
+    write_corpus(tmp_path / "raw", words=False)
+    prepare(tmp_path / "raw", tmp_path / "dir")
+    rows = {"train.100": [], "validation": []}
+    for split, subset in (("train.100", "train-clean"), ("validation", "dev-clean")):
+        for path in sorted((tmp_path / "raw" / subset).rglob("*.flac"), reverse=True):  # ids out of order
+            speaker, chapter, _ = path.stem.split("-")
+            text = dict(line.split(" ", 1) for line in (path.parent / f"{speaker}-{chapter}.trans.txt").read_text()
+                        .splitlines())[path.stem]
+            rows[split].append(dict(audio=str(path), text=text, speaker_id=int(speaker), chapter_id=int(chapter),
+                                    id=path.stem))
+    local = {k: datasets.Dataset.from_list(v).cast_column("audio", datasets.Audio()) for k, v in rows.items()}
+    for streaming in (False, True):
+        monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, split=None, streaming=False:
+                            local[split].to_iterable_dataset() if streaming else local[split])
+        out = tmp_path / f"hf{streaming}"
+        prepare_librispeech.main(["--hf", "fake/librispeech_asr", "--hf-split", "train.100,validation", "--out",
+                                  str(out), "--workers", "1", "--window-seconds", str(WINDOW)]
+                                 + (["--streaming"] if streaming else []))
+        for split in ("train", "val"):
+            keys = ("utterances", "segments", "cut", "cut_frame", "prev", "frames", "pad")
+            def windows(path):  # chapters come in the dataset's order, each chapter's windows in order
+                return sorted(([{k: e[k] for k in keys} for e in entries(path, split)]), key=lambda w: w["utterances"])
+            assert windows(out) == windows(tmp_path / "dir")
+
+
+def train_run(data_dir, out_dir, *extra, nproc=1):
+    launcher = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+                                   if nproc > 1 else [])
+    args = [*launcher, "train.py", f"--data_dir={data_dir}", f"--out_dir={out_dir}", "--n_audio_ctx=150",
+            "--n_audio_state=64", "--n_audio_head=2", "--n_audio_layer=2", "--n_text_state=64", "--n_text_head=2",
+            "--n_text_layer=2", "--eval_at_start=False", "--eval_iters=1", "--eval_wer_utts=2", "--eval_sample_len=8",
+            "--eval_interval=100", "--log_interval=1", "--warmup_iters=2", "--lr_decay_iters=6", "--device=cpu",
+            "--timestamp_probability=0.5", "--prompt_probability=0.5", "--ctc_weight=0.5", *extra]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(out_dir, "log.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["iter"]: (r["loss"], r["ctc"]) for r in rows if r["kind"] == "train"}
+
+
+def test_windows_resume_exactly_and_ddp_matches_one_process(corpus, tmp_path):
+    """With mixed targets, prompts and the CTC loss (which stops at a cut): a run stopped after 3 steps
+    and resumed has the uninterrupted run's losses, and two processes match one."""
+    root, _ = corpus
+    data_dir = root / "w3"
+    common = ["--batch_size=1", "--gradient_accumulation_steps=2", "--dropout=0.1", "--spec_augment=True",
+              "--time_mask_width=10", "--freq_mask_width=10"]
+    a = train_run(data_dir, tmp_path / "a", *common, "--max_iters=6")
+    train_run(data_dir, tmp_path / "b", *common, "--max_iters=3")
+    b = train_run(data_dir, tmp_path / "b", *common, "--max_iters=6", "--init_from=resume")
+    assert sorted(b) == [1, 2, 3, 4, 5, 6] and [a[i] for i in (4, 5, 6)] == [b[i] for i in (4, 5, 6)], (a, b)
+    assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True, mmap=True)["timestamps"] is True
+
+    common = ["--batch_size=1", "--gradient_accumulation_steps=2", "--max_iters=3"]
+    one = train_run(data_dir, tmp_path / "one", *common)
+    two = train_run(data_dir, tmp_path / "two", *common, nproc=2)
+    assert sorted(one) == sorted(two) == [1, 2, 3]
+    for i in one:
+        assert two[i] == pytest.approx(one[i], rel=1e-4), (one, two)
+    # without timestamps in the mix the checkpoint says so, and transcribe.py takes its other path
+    train_run(data_dir, tmp_path / "nt", "--batch_size=2", "--max_iters=1", "--timestamp_probability=0.0")
+    assert torch.load(tmp_path / "nt" / "ckpt.pt", weights_only=True, mmap=True)["timestamps"] is False

@@ -94,8 +94,8 @@ def collate(rows: list, shards: _Shards, n_mels: int, n_frames: int, eot: int = 
         if "segments" in row[0]:
             row_ids, n_masked = window_tokens(row[0], *modes[i], specials, eot)
         else:
-            row_ids = (row[0]["tokens"][:-1] + [t for e in row[1:] for t in e["tokens"][_n_special(e["tokens"], eot):-1]]
-                       + [eot])
+            texts = [t for e in row[1:] for t in e["tokens"][_n_special(e["tokens"], eot):-1]]
+            row_ids = row[0]["tokens"][:-1] + texts + [eot]
             n_masked = 0
         ids.append(row_ids)
         masked.append(n_masked)
@@ -418,6 +418,11 @@ def load_shard(out: str, split: str, index: int, items: list):
     return shard["entries"], shard["skipped"]
 
 
+def _n_tokens(entry: dict) -> int:
+    """An utterance's target tokens, or a window's text tokens."""
+    return len(entry["tokens"]) if "tokens" in entry else sum(len(t) for *_, t in entry["segments"])
+
+
 def write_outputs(out: str, manifests: dict, skipped: list, cfg: dict) -> dict:
     """The manifests <out>/<split>.jsonl and meta.json (settings, counts, every skipped item), written
     last: a directory with meta.json is complete."""
@@ -429,8 +434,7 @@ def write_outputs(out: str, manifests: dict, skipped: list, cfg: dict) -> dict:
         counts[s["reason"]] = counts.get(s["reason"], 0) + 1
     splits = {split: dict(utterances=len(entries), hours=round(sum(e["duration"] for e in entries) / 3600, 4),
                           frames=sum(e["frames"] for e in entries),
-                          shards=len({e["shard"] for e in entries}), tokens=sum(len(e["tokens"]) if "tokens" in e else sum(len(t) for *_, t in e["segments"])
-                                     for e in entries))
+                          shards=len({e["shard"] for e in entries}), tokens=sum(map(_n_tokens, entries)))
               for split, entries in manifests.items()}
     meta = dict(cfg, sample_rate=SAMPLE_RATE, n_frames=N_FRAMES, max_tokens=MAX_TOKENS, mel_dtype="float16",
                 storage=("log_mel_spectrogram(pad_or_trim(window audio, window_seconds)) frames [0, frames) per window"

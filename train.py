@@ -286,7 +286,7 @@ try:
     # the val loss on targets mixed as in training; the WER on windows without timestamps (their texts)
     val_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, eval_iters * batch_size,
                                        timestamp_probability, prompt_probability, seed))
-    wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, eval_wer_utts, 0.0)) if eval_wer_utts else []
+    wer_batches = list(iterate_batches(data_dir, "val", batch_size, n_frames, eval_wer_utts, 0.0) if eval_wer_utts else [])
 except (ValueError, FileNotFoundError) as e:
     fail(str(e))
 if not val_batches:

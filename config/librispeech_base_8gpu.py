@@ -1,10 +1,12 @@
 # Whisper base (74M parameters) from scratch on LibriSpeech 960 h, one node of 8 GPUs:
 #
-#   python prepare_librispeech.py --librispeech-dir ~/LibriSpeech --out data/librispeech
+#   python prepare_librispeech.py --librispeech-dir ~/LibriSpeech --out data/librispeech --window-seconds 30
 #   torchrun --standalone --nproc_per_node=8 train.py config/librispeech_base_8gpu.py
 #
 # Expects data/librispeech with train-clean-100, train-clean-360, train-other-500 as `train` and
 # dev-clean/dev-other as `val` (test-* are never trained on), and 8 GPUs with >= 40 GB each (A100/H100).
+# The windows are Whisper's: 30 s of consecutive utterances of a chapter, with timestamps in half of them
+# (train.py's timestamp_probability) and the previous window's text as a prompt in a tenth.
 # The optimizer follows the Whisper paper (AdamW 0.9/0.98, eps 1e-6, wd 0.1, 2048 warmup steps,
 # linear decay, clip 1.0, 256 segments per step, lr 1e-3 for base). Unlike Whisper, which saw 680k
 # hours once, this sees 960 h ~45 times, so it regularises: SpecAugment and dropout 0.1.

@@ -26,6 +26,12 @@ similar length, and its window is cut to the longest of them plus BUCKET_MARGIN 
 rounded up to BUCKET_QUANTUM frames (never more than n_frames): a batch of 2 s clips costs 2.5 s of
 encoder, not the full window. The order is still a permutation of the epoch, so resuming is unchanged.
 
+Windows (prepare_librispeech.py --window-seconds): each entry is a window of consecutive utterances,
+and its target is drawn per window from (seed, epoch, index) (target_modes): with timestamps
+(`sot [lang task] <|t0|> text <|t1|> ... [<|t_cut|>] eot`) or without (`... notimestamps text eot`,
+the cut utterance's audio silenced), and with the previous window's text as a prompt before it
+(`<|startofprev|> prev ...`, its targets IGNORE_INDEX) or not. See window_tokens.
+
 Tokens: each utterance's ids are `sot [lang task] notimestamps text eot`. tokens_in drops the last id,
 targets drops the first, so position t predicts id t+1. Batches are padded to the longest sequence:
 inputs with eot (any valid id works, it is masked), targets with -100, which cross_entropy ignores.

@@ -1,7 +1,7 @@
 """
 A speech corpus -> training shards of log-mels and token ids, read by data.py's ShardLoader.
 
-    python prepare_librispeech.py --librispeech-dir ~/LibriSpeech --out data/librispeech
+    python prepare_librispeech.py --librispeech-dir ~/LibriSpeech --out data/librispeech --window-seconds 30
     python prepare_librispeech.py --hf openslr/librispeech_asr --hf-config clean --hf-split train.100,validation
     python prepare_librispeech.py --hf mozilla-foundation/common_voice_17_0 --hf-config en \\
         --hf-split train,validation --text-column sentence --out data/cv17
@@ -33,6 +33,19 @@ vocabulary; --multilingual adds <|en|> <|transcribe|>), with the text after a sp
 ALL-CAPS transcripts (LibriSpeech, the synthetic corpus) become sentence case ("He hoped there would
 be stew"): Whisper's vocabulary and pretrained models are cased, and GPT-2 BPE splits capitals into
 ~1.8x more tokens. Cased text (Common Voice) is kept as written. --text-case lower|keep overrides.
+
+Windows (--window-seconds S, Whisper's training examples; S is the model's window: 30 s for
+n_audio_ctx 1500, 7 s for 350). Instead of one utterance an entry, each entry is a window of S
+seconds of consecutive utterances of one chapter (sorted by id), with their pauses: the silences at
+their edges. Its mel is the log-mel of the window's own audio, since the clamp to max - 8 depends on
+all of it (side by side, the utterances' own mels would be wrong). It stores the segments (start and
+end of each utterance's speech in seconds from the window's start: words.jsonl's span for the
+synthetic corpus, the audio's energy for LibriSpeech; and its text tokens), the start of an
+utterance the window's end cuts (Whisper's lone last timestamp; the next window starts with it) and
+the frame where its audio starts, and the previous window's text tokens (the prompt). data.py
+builds the targets from these (timestamps or not, prompt or not, drawn per window). Utterances
+longer than the window are skipped. HF rows are grouped into chapters by speaker_id and chapter_id
+where the dataset has both (LibriSpeech); otherwise each utterance is a chapter of its own.
 
 Every utterance either lands in a shard or in meta.json's `skipped` list with its reason (and the
 first few on stderr): audio that can't be loaded (missing, corrupt, NaN or infinite samples), a

@@ -515,7 +515,8 @@ def prepare(items, out: str, cfg: dict, workers: int, shard_size: int, total=Non
         init_worker(cfg)
     manifests = {"train": [], "val": [], "test": []}
     skipped, buffers, n_shards = [], {"train": [], "val": [], "test": []}, {"train": 0, "val": 0, "test": 0}
-    bar = tqdm(total=total, unit="utt", desc=f"preparing {source}", dynamic_ncols=True, smoothing=0.05)
+    bar = tqdm(total=total, unit="chapter" if cfg.get("window_seconds") else "utt", desc=f"preparing {source}",
+               dynamic_ncols=True, smoothing=0.05)
 
     def flush(split):
         nonlocal pool

@@ -368,3 +368,25 @@ def test_windows_resume_exactly_and_ddp_matches_one_process(corpus, tmp_path):
     # without timestamps in the mix the checkpoint says so, and transcribe.py takes its other path
     train_run(data_dir, tmp_path / "nt", "--batch_size=2", "--max_iters=1", "--timestamp_probability=0.0")
     assert torch.load(tmp_path / "nt" / "ckpt.pt", weights_only=True, mmap=True)["timestamps"] is False
+
+
+def test_windowed_prepare_resumes_and_is_the_same_on_any_workers(corpus, tmp_path, capsys):
+    """A shard a kill left unfinished (no .json) is redone, and the output is byte-identical to an
+    uninterrupted run's, with 1 or 2 workers; another window length can't resume into it."""
+    import prepare_librispeech
+
+    root, _ = corpus
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    prepare(root / "raw", whole, "--shard-size", "1")
+    prepare(root / "raw", resumed, "--shard-size", "1", "--workers", "2")
+    (resumed / "train" / "00001.json").unlink()
+    (resumed / "meta.json").unlink()
+    prepare(root / "raw", resumed, "--shard-size", "1")
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file() and p.name != "meta.json")
+    assert len([f for f in files if f.suffix == ".npy"]) == 3  # train: two chapters, val: one
+    for name in files:
+        assert (whole / name).read_bytes() == (resumed / name).read_bytes(), name
+    with pytest.raises(SystemExit) as e:
+        prepare_librispeech.main(["--librispeech-dir", str(root / "raw"), "--out", str(resumed), "--workers", "1",
+                                  "--window-seconds", "2", "--shard-size", "1"])
+    assert e.value.code == 2 and "prepared with other settings" in capsys.readouterr().err

@@ -20,6 +20,7 @@ def test_state_dict_keys_and_shapes_equal_the_reference(ours, reference):
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref_sd.items()}
 
 
+@pytest.mark.slow
 def test_logits_equal_the_reference(ours, reference, spoken):
     mel = torch.stack([mel_window(a) for a in spoken])
     tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831], [50257, 50362, 4222, 869, 336, 12627]])
@@ -42,6 +43,7 @@ def test_kv_cache_decoding_equals_the_full_forward(ours, spoken):
     assert (torch.cat(steps, dim=1) - full).abs().max() <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [dict(), dict(beam_size=5), dict(timestamps=True)], ids=["greedy", "beam5", "timestamps"])
 def test_tokens_equal_the_reference_on_synthetic_speech(ours, reference, spoken, options):
     ref_options = {k: v for k, v in options.items() if k != "timestamps"}
@@ -55,6 +57,7 @@ def test_tokens_equal_the_reference_on_synthetic_speech(ours, reference, spoken,
         assert result.no_speech_prob == pytest.approx(expected.no_speech_prob, abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beam_size", [None, 5], ids=["greedy", "beam5"])
 def test_tokens_equal_the_reference_on_real_speech(ours, reference, beam_size):
     for path in real_clips():
@@ -64,6 +67,7 @@ def test_tokens_equal_the_reference_on_real_speech(ours, reference, beam_size):
         assert ours_tokens == ref_tokens, path.name
 
 
+@pytest.mark.slow
 def test_beam_options_equal_the_reference(ours, reference, spoken):
     mel = mel_window(spoken[1])
     options = dict(beam_size=3, patience=2.0, length_penalty=0.6)
@@ -73,6 +77,7 @@ def test_beam_options_equal_the_reference(ours, reference, spoken):
     assert result.avg_logprob == pytest.approx(expected.avg_logprob, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_prompt_and_prefix_equal_the_reference(ours, reference, spoken):
     mel = mel_window(spoken[0])
     for options in [dict(prompt="A story about foxes."), dict(prefix="The quick")]:
@@ -94,6 +99,7 @@ def test_logits_of_some_positions_equal_those_of_all(ours, spoken):
     assert (some - every[:, [1, 5]]).abs().max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_a_batch_decodes_like_its_items(ours, spoken):
     mels = torch.stack([mel_window(a) for a in spoken])
     for beam_size in (None, 3):

@@ -1,4 +1,5 @@
 """int8 inference (quantize.py): close to fp32, and the same network structure."""
+import pytest
 import torch
 
 from audio import load_audio
@@ -9,6 +10,7 @@ from pretrained import load_checkpoint
 from quantize import Int8Linear, quantize_int8
 
 
+@pytest.mark.slow
 def test_int8_decodes_real_speech_like_fp32(ours, tiny_en_checkpoint):
     """quantize_int8 (transcribe.py --dtype int8): greedy text within a few % WER of fp32."""
     from metrics import word_error_rate

@@ -51,6 +51,7 @@ def test_streamed_frames_equal_the_whole_file_mel(long_file):
         assert (mel.frames(start, stop) - whole[:, start:stop]).abs().max() <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [None, 2])
 def test_a_streamed_file_gives_the_segments_of_the_array(ours, long_file, batch_size):
     from transcribe import transcribe

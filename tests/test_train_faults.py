@@ -209,6 +209,7 @@ runpy.run_path("train.py", run_name="__main__")
 
 @pytest.mark.parametrize("name, when", [("best.pt", "midway"), ("best.pt", "after"), ("ckpt.pt", "midway"),
                                         ("ckpt.pt", "after")])
+@pytest.mark.slow
 def test_killed_while_checkpointing_resumes_to_the_same_run(uninterrupted, tmp_path, name, when):
     """best.pt is written before ckpt.pt: killed between the two, the run resumes from the eval
     before, trains the same steps again and rewrites best.pt; killed within either write, the old

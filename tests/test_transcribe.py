@@ -29,6 +29,7 @@ def speech_wav(tmp_path_factory, spoken):
     return path
 
 
+@pytest.mark.slow
 def test_jfk_prints_only_the_transcript_and_it_equals_the_reference(reference):
     from audio import load_audio
 
@@ -169,6 +170,7 @@ def test_long_form_equals_the_reference_transcribe(reference, long_form, sequent
     assert max(s["seek"] for s in sequential["segments"]) > 0  # it did seek past the first window
 
 
+@pytest.mark.slow
 def test_batched_mode_loses_no_more_than_half_a_point_of_wer(ours, long_form):
     """Batched windows have no previous text to lean on; with the command line's decoding options
     (5 beams, temperature fallback) they must not cost more than 0.5 WER points."""

@@ -52,6 +52,7 @@ import re
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 
@@ -221,15 +222,10 @@ class Lexicon:
         return items[min(int(np.searchsorted(cdf, r.random(), side="right")), len(items) - 1)]
 
 
-_LEXICON = None
-
-
+@lru_cache(maxsize=None)
 def lexicon() -> Lexicon:
-    """Built once per process (~2 s); workers forked after the parent built it share it."""
-    global _LEXICON
-    if _LEXICON is None:
-        _LEXICON = Lexicon()
-    return _LEXICON
+    """Built once per process; workers forked after the parent built it share it."""
+    return Lexicon()
 
 
 def words_of(sentence: str) -> list:
@@ -449,15 +445,9 @@ def speaker_of(seed: int, split: str, chapter: int) -> dict:
 # --------------------------------------------------------------------------------------------------
 # audio
 
-_ENGINE = None
-_BABBLE = None
-
-
+@lru_cache(maxsize=None)
 def engine() -> ESpeak:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = ESpeak()
-    return _ENGINE
+    return ESpeak()
 
 
 def resample(pcm: np.ndarray, speed: float) -> np.ndarray:
@@ -467,20 +457,19 @@ def resample(pcm: np.ndarray, speed: float) -> np.ndarray:
     return soxr.resample(pcm.astype(np.float32) / 32768.0, engine().sample_rate * speed, SAMPLE_RATE).astype(np.float32)
 
 
+@lru_cache(maxsize=None)
 def babble_clips() -> list:
     """BABBLE_CLIPS clips of random seen words by seen voices, the source of babble noise: the same for every
     seed and process (each made in a fresh fork), built once per process."""
-    global _BABBLE
-    if _BABBLE is None:
-        r = random.Random("babble")
-        seen = [s for s in make_speakers(0) if not s["held_out"]]
-        _BABBLE = []
-        for _ in range(BABBLE_CLIPS):
-            text = " ".join(lexicon().draw(r, "word", "seen")[0] for _ in range(12))
-            speaker = r.choice(seen)
-            _BABBLE.append(resample(engine().synth(text, speaker["voice"], speaker["rate"], speaker["pitch"],
-                                                   speaker["range"], seed=r.getrandbits(31)), 1.0))
-    return _BABBLE
+    r = random.Random("babble")
+    seen = [s for s in make_speakers(0) if not s["held_out"]]
+    clips = []
+    for _ in range(BABBLE_CLIPS):
+        text = " ".join(lexicon().draw(r, "word", "seen")[0] for _ in range(12))
+        speaker = r.choice(seen)
+        clips.append(resample(engine().synth(text, speaker["voice"], speaker["rate"], speaker["pitch"],
+                                             speaker["range"], seed=r.getrandbits(31)), 1.0))
+    return clips
 
 
 def loud_frames(pcm: np.ndarray, sample_rate: int):

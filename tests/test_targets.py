@@ -390,3 +390,20 @@ def test_windowed_prepare_resumes_and_is_the_same_on_any_workers(corpus, tmp_pat
         prepare_librispeech.main(["--librispeech-dir", str(root / "raw"), "--out", str(resumed), "--workers", "1",
                                   "--window-seconds", "2", "--shard-size", "1"])
     assert e.value.code == 2 and "prepared with other settings" in capsys.readouterr().err
+
+
+def test_bad_utterances_are_skipped_and_listed_in_window_mode(tmp_path):
+    """Undecodable audio, a transcript line without audio and audio without a transcript are skipped
+    with their reasons, as without windows; the chapter's other utterances still fill windows."""
+    write_corpus(tmp_path / "raw")
+    folder = tmp_path / "raw" / "train-clean" / "1" / "10"
+    (folder / "1-10-0001.flac").write_bytes(b"not a flac")
+    (folder / "1-10-0003.flac").unlink()
+    (folder / "1-10-0009.flac").write_bytes((folder / "1-10-0000.flac").read_bytes())
+    prepare(tmp_path / "raw", tmp_path / "w3")
+    meta = json.loads((tmp_path / "w3" / "meta.json").read_text())
+    assert sorted((s["id"], s["reason"]) for s in meta["skipped"]) == [
+        ("1-10-0001", "undecodable audio"), ("1-10-0003", "transcript line with no audio"),
+        ("1-10-0009", "audio with no transcript"), ("1-11-0002", "audio over the window")]
+    kept = [u for w in entries(tmp_path / "w3") for u in w["utterances"]]
+    assert kept[:3] == ["1-10-0000", "1-10-0002", "1-10-0004"] and not {"1-10-0001", "1-10-0003"} & set(kept)

@@ -20,6 +20,7 @@ to each word's first token. Our attention calls F.scaled_dot_product_attention, 
 materialises the weights, so they are recomputed here from each module's own query and key
 projections on the inputs a forward pre-hook records; model.py stays untouched.
 """
+import re
 import string
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -231,7 +232,7 @@ def clip_long_words(words: list) -> list:
 
 @torch.inference_mode()
 def align(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = None, medfilt_width: int = 7,
-          offset: float = 0.0) -> Alignment:
+          offset: float = 0.0, heads: list = None) -> Alignment:
     """Word timings for `tokens` (what the model decoded from `mel`) with all the working.
 
     mel: one window, (n_mels, frames). If it is shorter than the model's window (3000 frames for
@@ -239,7 +240,8 @@ def align(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = N
     how many of its frames hold audio with `num_frames` (default: all). Only those frames are
     aligned to, as the reference does. `mel` may also be the window's audio features, (n_audio_ctx,
     n_audio_state), when the caller has already run the encoder (then give num_frames).
-    Tokens >= <|endoftext|> (timestamps) are ignored.
+    Tokens >= <|endoftext|> (timestamps) are ignored. `heads`, (layer, head) pairs, replaces the
+    model's alignment_heads (find_alignment_heads tries them one by one).
     """
     window = window_frames(model.dims.n_audio_ctx)
     encoded = mel.shape[-1] == model.dims.n_audio_state and mel.shape[-2] != model.dims.n_mels
@@ -251,7 +253,7 @@ def align(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = N
     n_audio = num_frames // 2  # audio tokens (20 ms each) that hold speech
     start = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
     decoder_in = start + text_tokens + [tokenizer.eot]
-    heads = [tuple(h) for h in model.alignment_heads]
+    heads = [tuple(h) for h in (model.alignment_heads if heads is None else heads)]
     if not text_tokens or n_audio == 0:
         return Alignment([], [], decoder_in, heads, torch.zeros(len(heads), 0, 0), np.zeros((0, 0)),
                          np.zeros(0, int), np.zeros(0, int), [])
@@ -271,12 +273,20 @@ def align(model, mel: torch.Tensor, tokens: list, tokenizer, num_frames: int = N
     scores = {layer: attention_scores(m, *seen[m])[0] for layer, m in zip(layers, modules)}
     # a softmax over the frames with audio only: the padding after it can't pull attention away
     weights = torch.stack([scores[layer][head, :, :n_audio] for layer, head in heads]).softmax(dim=-1)
+    return words_from_weights(weights, tokenizer, text_tokens, token_probs, heads, decoder_in, medfilt_width, offset)
+
+
+def words_from_weights(weights: torch.Tensor, tokenizer, text_tokens: list, token_probs: list, heads: list,
+                       decoder_in: list, medfilt_width: int = 7, offset: float = 0.0) -> Alignment:
+    """align's second half: attention weights (heads, decoder_in tokens, audio frames) -> words.
+    Any subset of the heads' rows gives that subset's alignment without running the model again."""
+    start = len(decoder_in) - len(text_tokens) - 1  # sot_sequence and <|notimestamps|>
     # standardise each frame across tokens: what matters is which token a frame stands out for
     std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
     matrix = median_filter((weights - mean) / std, medfilt_width).mean(dim=0)
     # row k is the position that *predicts* text token k+1 (row 0: <|notimestamps|>); the last
     # row predicts <|endoftext|>, so row n_text marks where the last word ends
-    matrix = matrix[len(start) - 1 : -1].double().cpu().numpy()
+    matrix = matrix[start - 1 : -1].double().cpu().numpy()
     text_indices, time_indices = dtw(-matrix)
 
     words, word_tokens = split_words(tokenizer, text_tokens)
@@ -352,3 +362,163 @@ def add_word_timestamps(model, tokenizer, segments: list, mel: torch.Tensor, num
             last_speech_timestamp = segment["end"]
         segment["words"] = mine
     return last_speech_timestamp
+
+
+# ------------------------------------------------------------------------------------------------
+# against the truth: word-time error, and choosing the alignment heads
+
+
+def read_word_times(root: str) -> dict:
+    """{utterance id: [(word, start, end)]} from every <speaker>-<chapter>.words.jsonl under root
+    (prepare_synthetic.py writes them): the transcript's words, times in seconds of the utterance's
+    audio. Utterances whose times espeak could not give ("words": null) are left out; a line that
+    isn't such a record is reported on stderr in one line and skipped."""
+    import glob
+    import json
+    import os
+    import sys
+
+    times = {}
+    for path in sorted(glob.glob(os.path.join(root, "**", "*.words.jsonl"), recursive=True)):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    if record["words"] is not None:
+                        times[str(record["id"])] = [(str(w), float(a), float(b)) for w, a, b in record["words"]]
+                except (ValueError, KeyError, TypeError) as e:
+                    print(f"warning: {path}:{n}: not a word-times record ({e}), skipped", file=sys.stderr)
+    return times
+
+
+def sentence_case(text: str) -> str:
+    """ALL-CAPS transcripts (LibriSpeech's, the synthetic corpus') as the models read and write text,
+    the way prepare_librispeech.py's default --text-case makes targets. Letters only change case, so
+    character positions stay the same."""
+    if any(c.islower() for c in text):
+        return text
+    text = re.sub(r"\bi\b", "I", text.lower())
+    return text[:1].upper() + text[1:]
+
+
+def _plain(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum())
+
+
+def word_time_errors(predicted: list, truth: list) -> np.ndarray:
+    """(len(truth), 2): |start error| and |end error| in seconds of each true word.
+
+    predicted: WordTimings (or (word, start, end)) for the same text as `truth`, [(word, start,
+    end)], however the tokenizer split it: the words are matched by their characters, spaces and
+    case aside, so a true word the aligner split in two ("twenty-one") takes the first part's start
+    and the last part's end. If the texts differ (a model's own transcript), words are matched
+    after normalising them (lower case, letters and digits) along the longest common subsequence;
+    a true word with no match gets NaN errors.
+    """
+    predicted = [(w[0], float(w[1]), float(w[2])) for w in predicted]
+    errors = np.full((len(truth), 2), np.nan)
+    pred_chars = "".join(w.replace(" ", "").lower() for w, _, _ in predicted)
+    true_chars = "".join(w.replace(" ", "").lower() for w, _, _ in truth)
+    if pred_chars == true_chars:
+        owner = np.concatenate([np.full(len(w.replace(" ", "")), i) for i, (w, _, _) in enumerate(predicted)] or [[]])
+        pos = 0
+        for i, (word, start, end) in enumerate(truth):
+            n = len(word.replace(" ", ""))
+            if n:
+                first, last = predicted[int(owner[pos])], predicted[int(owner[pos + n - 1])]
+                errors[i] = abs(first[1] - start), abs(last[2] - end)
+            pos += n
+        return errors
+    import difflib
+
+    a, b = [_plain(w) for w, _, _ in predicted], [_plain(w) for w, _, _ in truth]
+    for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            p, t = predicted[block.a + k], truth[block.b + k]
+            errors[block.b + k] = abs(p[1] - t[1]), abs(p[2] - t[2])
+    return errors
+
+
+def error_summary(errors: np.ndarray) -> dict:
+    """Median and 90th percentile of the start and end errors (seconds) over the matched words."""
+    errors = np.asarray(errors, dtype=float).reshape(-1, 2)
+    errors = errors[~np.isnan(errors).any(axis=1)]
+    if not len(errors):
+        return dict(words=0, start_median=float("nan"), start_p90=float("nan"), end_median=float("nan"),
+                    end_p90=float("nan"))
+    return dict(words=len(errors), start_median=float(np.median(errors[:, 0])),
+                start_p90=float(np.percentile(errors[:, 0], 90)), end_median=float(np.median(errors[:, 1])),
+                end_p90=float(np.percentile(errors[:, 1], 90)))
+
+
+def timed_utterance(model, audio: np.ndarray, text: str, words: list, tokenizer) -> dict:
+    """What the functions below need of one utterance: its window's mel (audio.window_mel, as eval.py
+    and training feed it), the frames that hold audio, the true text's tokens and word times."""
+    from audio import SAMPLE_RATE, window_mel
+
+    window = window_frames(model.dims.n_audio_ctx)
+    return dict(mel=window_mel(audio, model.dims), num_frames=min(window, len(audio) * FRAMES_PER_SECOND // SAMPLE_RATE),
+                tokens=tokenizer.encode(" " + sentence_case(text)), words=words)
+
+
+def utterance_word_errors(model, utterance: dict, tokenizer, tokens: list = None, heads: list = None) -> np.ndarray:
+    """word_time_errors of the alignment of `tokens` (default: the true text's, i.e. forced
+    alignment) on one timed_utterance, with `heads` (default: the model's alignment_heads)."""
+    tokens = utterance["tokens"] if tokens is None else tokens
+    words = align(model, utterance["mel"], tokens, tokenizer, utterance["num_frames"], heads=heads).words
+    return word_time_errors(words, utterance["words"])
+
+
+def find_alignment_heads(model, utterances: list, tokenizer, k: int = None, progress=None) -> dict:
+    """The decoder cross-attention heads whose attention predicts the true word starts best.
+
+    utterances: timed_utterance dicts. Every (layer, head) aligns the true text on its own, and is
+    scored by the median word-start error over all the words. With `k`, the best k heads are chosen;
+    without, heads of the better half are added best first as long as the combined alignment's
+    (median, mean) start error falls: heads that each track time can still disagree by a frame or
+    two, and averaging them is what the reference does. The model runs once per utterance: a head set's
+    alignment is recomputed from the stored attention weights (words_from_weights).
+
+    Returns dict(per_head={(layer, head): median start error}, heads=[chosen, sorted],
+    summary=error_summary of the chosen set).
+    """
+    all_heads = [(layer, head) for layer in range(model.dims.n_text_layer) for head in range(model.dims.n_text_head)]
+    cached = []
+    for n, utt in enumerate(utterances):
+        a = align(model, utt["mel"], utt["tokens"], tokenizer, utt["num_frames"], heads=all_heads)
+        if a.token_probs:  # no text or no audio: nothing to align
+            text_tokens = [t for t in utt["tokens"] if t < tokenizer.eot]
+            cached.append((a.weights, text_tokens, a.token_probs, a.tokens, utt["words"]))
+        if progress:
+            progress(n + 1, len(utterances))
+    if not cached:
+        raise ValueError("no utterance has both text and audio to align")
+
+    def errors_of(rows: list) -> np.ndarray:
+        return np.concatenate([
+            word_time_errors(words_from_weights(w[rows], tokenizer, text, probs, [all_heads[r] for r in rows], tokens).words,
+                             truth)
+            for w, text, probs, tokens, truth in cached])
+
+    def score(rows: list):
+        starts = errors_of(rows)[:, 0]
+        starts = starts[~np.isnan(starts)]
+        return float(np.median(starts)), float(np.mean(starts))
+
+    scores = [score([r]) for r in range(len(all_heads))]
+    order = sorted(range(len(all_heads)), key=lambda r: scores[r])
+    if k is not None:
+        chosen = order[: max(1, k)]
+    else:
+        # only heads in the better half are tried: one that can't follow time on its own would
+        # help the combination only by chance on these utterances
+        chosen, best = order[:1], scores[order[0]]
+        for r in order[1 : (len(order) + 1) // 2]:
+            trial = score(chosen + [r])
+            if trial < best:
+                chosen, best = chosen + [r], trial
+    chosen = sorted(chosen)
+    return dict(per_head={all_heads[r]: scores[r][0] for r in range(len(all_heads))},
+                heads=[all_heads[r] for r in chosen], summary=error_summary(errors_of(chosen)))

@@ -56,7 +56,6 @@ that dies (the OOM killer, kill -9) costs its unfinished items one more try in a
 dies too, the run stops with a one-line error and the next run resumes from the finished shards.
 Bad options stop the run before any work with a one-line error (exit code 2).
 """
-import argparse
 import ctypes
 import hashlib
 import json
@@ -76,6 +75,7 @@ import torch
 
 from audio import (N_SAMPLES, SAMPLE_RATE, AudioError, load_audio, log_mel_spectrogram, pad_or_trim,
                    silence_value)
+from cli import OneLineErrors, unwritable, usage_error
 from data import MAX_TOKENS, load_shard, read_transcript, save_shard, write_json, write_outputs
 from files import remove_stale_temps
 
@@ -575,33 +575,8 @@ def prepare(items, out: str, cfg: dict, workers: int, shard_size: int, total=Non
     return manifests, sorted(skipped, key=lambda s: (s["split"], s["id"], s["reason"]))
 
 
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse, its errors in one line instead of the whole usage (which --help prints)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 class OptionError(ValueError):
     """An option that turns out wrong only once the data is open (an HF column that isn't there)."""
-
-
-def usage_error(message: str):
-    """A bad option or input found before any work: one line on stderr, exit code 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def writable_dir(path: str) -> str:
-    """Create `path` if need be and prove it takes files, or a usage error naming it."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        open(probe, "wb").close()
-        os.remove(probe)
-    except OSError as e:
-        usage_error(f"{path}: output directory is not writable ({e.strerror})")
-    return path
 
 
 def main(argv=None):
@@ -661,7 +636,9 @@ def main(argv=None):
             usage_error(str(e))
         total = len(items)
         described = dict(librispeech_dir=root, val_speakers=val_speakers)
-    out = writable_dir(args.out or os.path.join("data", source))
+    out = args.out or os.path.join("data", source)
+    if problem := unwritable(out):
+        usage_error(problem)
     if args.hf is not None:
         items = hf_items(args.hf, args.hf_config, splits, args.text_column, args.audio_column,
                          args.streaming, args.val_fraction)

@@ -307,6 +307,20 @@ def decode(item) -> np.ndarray:
     raise AudioError(f"{item['source']}: no audio bytes or file")
 
 
+def usable(item, max_samples: int, too_long: str, limit: str = ""):
+    """((audio, text), None) for an utterance that can be trained on, else (None, (reason, detail))."""
+    try:
+        audio = decode(item)
+    except AudioError as e:
+        return None, ("undecodable audio", str(e))
+    if len(audio) > max_samples:
+        return None, (too_long, f"{item['source']}: {len(audio) / SAMPLE_RATE:.2f} s{limit}")
+    text = normalise_text(item["text"], _cfg["text_case"])
+    if not text:
+        return None, ("empty text", item["source"])
+    return (audio, text), None
+
+
 def process(item):
     """-> (entry, fp16 frames [frames, n_mels]) or (skip record, None); a chapter item -> a list of those."""
     if "utterances" in item:
@@ -316,16 +330,11 @@ def process(item):
     def skip(reason, detail):
         return dict(id=item["id"], split=item["split"], reason=reason, detail=detail), None
 
-    try:
-        audio = decode(item)
-    except AudioError as e:
-        return skip("undecodable audio", str(e))
+    found, problem = usable(item, N_SAMPLES, "audio over 30 s")
+    if problem:
+        return skip(*problem)
+    audio, text = found
     duration = len(audio) / SAMPLE_RATE
-    if len(audio) > N_SAMPLES:
-        return skip("audio over 30 s", f"{item['source']}: {duration:.2f} s")
-    text = normalise_text(item["text"], _cfg["text_case"])
-    if not text:
-        return skip("empty text", item["source"])
     tokenizer = get_tokenizer(_cfg["multilingual"])
     tokens = [*tokenizer.sot_sequence_including_notimestamps, *tokenizer.encode(" " + text), tokenizer.eot]
     if len(tokens) > MAX_TOKENS:
@@ -435,19 +444,10 @@ def process_chapter(chapter: dict) -> list:
 
 def process_utterance(item: dict, tokenizer, window: int) -> tuple:
     """One utterance of a chapter -> ({id, audio, text, tokens, speech}, True) or (skip record, None)."""
-    def skip(reason, detail):
-        return dict(id=item["id"], split=item["split"], reason=reason, detail=detail), None
-
-    try:
-        audio = decode(item)
-    except AudioError as e:
-        return skip("undecodable audio", str(e))
-    if len(audio) > window:
-        return skip("audio over the window", f"{item['source']}: {len(audio) / SAMPLE_RATE:.2f} s, "
-                                             f"the window is {window / SAMPLE_RATE:g} s")
-    text = normalise_text(item["text"], _cfg["text_case"])
-    if not text:
-        return skip("empty text", item["source"])
+    found, problem = usable(item, window, "audio over the window", f", the window is {window / SAMPLE_RATE:g} s")
+    if problem:
+        return dict(id=item["id"], split=item["split"], reason=problem[0], detail=problem[1]), None
+    audio, text = found
     duration = len(audio) / SAMPLE_RATE
     speech = item.get("speech") or speech_span(audio)
     speech = [min(max(0.0, speech[0]), duration), min(max(speech[0], speech[1]), duration)]

@@ -3,6 +3,8 @@ Word error rate of a Whisper checkpoint on a LibriSpeech-layout directory.
 
     python eval.py --model out-synth/ckpt.pt data/synth_raw/test
     python eval.py --model tiny.en ../shared/data/LibriSpeech/test-clean --batch-size 8
+    python eval.py --model tiny.en data/synthetic_src/test_seen --word-times
+    python eval.py --model out-synth/ckpt.pt data/synthetic_src/dev --find-alignment-heads --save
 
 Reads every <speaker>-<chapter>.trans.txt under DIR and the .flac/.wav files they name, decodes
 greedily through decoding.decode (the one decode loop), and ends with the line
@@ -18,12 +20,25 @@ A bad item (audio that can't be read or holds NaN/Inf samples, a transcript line
 a missing audio file) is reported in one line that names it and skipped; N counts the utterances
 actually scored, and the exit code is 1 if any audio file was skipped. A bad option, directory,
 device or model is one line and exit code 2, before any work.
+
+Word times (directories from prepare_synthetic.py, whose chapters have <speaker>-<chapter>.words.jsonl
+with each word's true start and end): `--word-times` also aligns each utterance's window to its true
+text with the model's alignment heads (timing.align, what --word-timestamps uses) and prints the
+median and 90th-percentile error of the word starts and ends, then does the same for the model's
+own greedy transcript, over the words it got right. `--find-alignment-heads` skips the WER pass:
+it scores every decoder cross-attention head on its own (timing.find_alignment_heads), prints each
+head's median word-start error, the chosen heads, and the error with the model's current heads and
+with the chosen ones. Use a split the heads will not be judged on (dev), then check them with
+--word-times on another (test_seen). `--save` writes the chosen heads into the checkpoint file under
+"alignment_heads" (openai-whisper ignores the key; from_pretrained reads it), keeping every other
+key, training state included.
 """
 import argparse
 import os
 import sys
 import time
 
+import numpy as np
 import torch
 
 from audio import SAMPLE_RATE, AudioError, load_audio, window_mel, window_samples
@@ -31,6 +46,7 @@ from data import read_librispeech_dir
 from decoding import transcribe_windows
 from metrics import normalize, word_error_rate
 from cli import OneLineErrors
+import timing
 
 
 def main(argv=None) -> int:
@@ -42,12 +58,28 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--sample-len", type=int, default=None, help="max tokens per utterance (default: model's n_text_ctx / 2)")
     p.add_argument("--show", type=int, default=5, help="print this many reference/hypothesis pairs")
+    p.add_argument("--word-times", action="store_true",
+                   help="also the word-time error against the *.words.jsonl truth (median, 90th percentile)")
+    p.add_argument("--find-alignment-heads", action="store_true",
+                   help="choose the cross-attention heads that predict the true word times best (no WER pass)")
+    p.add_argument("--heads", type=int, default=None,
+                   help="with --find-alignment-heads: keep the best N heads (default: add heads while the error falls)")
+    p.add_argument("--save", action="store_true", help="with --find-alignment-heads: write the heads into --model's file")
     args = p.parse_args(argv)
-    for option, low in (("batch_size", 1), ("limit", 1), ("sample_len", 1), ("show", 0)):
+    for option, low in (("batch_size", 1), ("limit", 1), ("sample_len", 1), ("show", 0), ("heads", 1)):
         if getattr(args, option) is not None and getattr(args, option) < low:
             print(f"error: --{option.replace('_', '-')} must be at least {low}, got {getattr(args, option)}",
                   file=sys.stderr)
             return 2
+
+    if (args.save or args.heads is not None) and not args.find_alignment_heads:
+        print(f"error: --{'save' if args.save else 'heads'} only goes with --find-alignment-heads", file=sys.stderr)
+        return 2
+    if args.save and not os.path.isfile(args.model):
+        what = "a CTranslate2 directory" if os.path.isdir(args.model) else "an official model name or a missing file"
+        print(f"error: --save writes the heads into a checkpoint file of ours; {args.model} is {what} "
+              "(save it as a .pt first)", file=sys.stderr)
+        return 2
 
     from pretrained import CheckpointError, check_device, from_pretrained
 
@@ -63,17 +95,30 @@ def main(argv=None) -> int:
     if not items:
         print(f"error: {args.dir}: no *.trans.txt with audio found", file=sys.stderr)
         return 2
+    times = {}
+    if args.word_times or args.find_alignment_heads:
+        times = timing.read_word_times(args.dir)
+        if not any(utt in times for utt, _, _ in items):
+            print(f"error: {args.dir}: no *.words.jsonl with word times for these utterances (prepare_synthetic.py "
+                  "writes them)", file=sys.stderr)
+            return 2
     try:
         model = from_pretrained(args.model, device=device, dtype=torch.float16 if device.startswith("cuda") else torch.float32)
     except (CheckpointError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.find_alignment_heads:
+        return find_heads(model, items, times, args)
 
+    from tokenizer import tokenizer_for
+
+    tokenizer = tokenizer_for(model.dims)
     t0 = time.time()
+    errors_true, errors_own = [], []
     references, hypotheses, n_cut, failed, seconds = [], [], 0, 0, 0.0
     window = window_samples(model.dims.n_audio_ctx)
     for start in range(0, len(items), args.batch_size):
-        mels, refs = [], []
+        mels, refs, timed = [], [], []
         for utt, path, text in items[start : start + args.batch_size]:
             try:
                 audio = load_audio(path)
@@ -85,9 +130,15 @@ def main(argv=None) -> int:
             seconds += len(audio) / SAMPLE_RATE
             mels.append(window_mel(audio, model.dims))
             refs.append(text)
+            if utt in times:
+                timed.append((len(mels) - 1, timed_utterance(model, audio, text, times[utt], tokenizer, mels[-1])))
         if mels:
             hypotheses += transcribe_windows(model, mels, args.batch_size, args.sample_len)
             references += refs
+            for i, utterance in timed:
+                errors_true.append(timing.utterance_word_errors(model, utterance, tokenizer))
+                own = tokenizer.encode(" " + hypotheses[len(hypotheses) - len(mels) + i].strip())
+                errors_own.append(timing.utterance_word_errors(model, utterance, tokenizer, tokens=own))
         print(f"\r{len(references)}/{len(items)} utterances", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     for ref, hyp in list(zip(references, hypotheses))[: args.show]:
@@ -108,6 +159,68 @@ def main(argv=None) -> int:
         print(f"error: {args.dir}: no utterance could be scored", file=sys.stderr)
         return 1
     print(f"WER {100 * word_error_rate(references, hypotheses):.2f}% on {scored} utterances")
+    if args.word_times:
+        heads = " ".join(f"{layer}.{head}" for layer, head in model.alignment_heads)
+        print(f"word times with alignment heads {heads}:")
+        for what, errors in (("true text", errors_true), ("own text", errors_own)):
+            print(f"  {what}: {summary_line(timing.error_summary(np.concatenate(errors)))} "
+                  f"({len(errors)} utterances with known times)")
+    return 1 if failed else 0
+
+
+def timed_utterance(model, audio, text, words, tokenizer, mel=None):
+    utterance = timing.timed_utterance(model, audio, text, words, tokenizer)
+    return utterance if mel is None else {**utterance, "mel": mel}
+
+
+def summary_line(s: dict) -> str:
+    return (f"word start error median {s['start_median']:.3f} s, p90 {s['start_p90']:.3f} s; "
+            f"end median {s['end_median']:.3f} s, p90 {s['end_p90']:.3f} s; {s['words']} words")
+
+
+def find_heads(model, items, times, args) -> int:
+    """--find-alignment-heads (and --save): see the module docstring."""
+    from tokenizer import tokenizer_for
+
+    tokenizer = tokenizer_for(model.dims)
+    utterances, failed = [], 0
+    for utt, path, text in items:
+        if utt not in times:
+            continue
+        try:
+            audio = load_audio(path)
+        except AudioError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        utterances.append(timing.timed_utterance(model, audio, text, times[utt], tokenizer))
+    if not utterances:
+        print(f"error: {args.dir}: no utterance with word times could be read", file=sys.stderr)
+        return 1
+    t0 = time.time()
+    before = timing.error_summary(np.concatenate([timing.utterance_word_errors(model, u, tokenizer) for u in utterances]))
+
+    def progress(done, total):
+        print(f"\r{done}/{total} utterances", end="", file=sys.stderr, flush=True)
+
+    found = timing.find_alignment_heads(model, utterances, tokenizer, k=args.heads, progress=progress)
+    print(file=sys.stderr)
+    print(f"median word-start error (s) of each head alone, {len(utterances)} utterances, "
+          f"{before['words']} words; rows: layers, columns: heads")
+    for layer in range(model.dims.n_text_layer):
+        row = " ".join(f"{found['per_head'][(layer, head)]:6.3f}" for head in range(model.dims.n_text_head))
+        print(f"  layer {layer:2d}: {row}")
+    print(f"current heads {' '.join(f'{a}.{b}' for a, b in model.alignment_heads)}: {summary_line(before)}")
+    print(f"chosen heads {' '.join(f'{a}.{b}' for a, b in found['heads'])}: {summary_line(found['summary'])}")
+    print(f"{time.time() - t0:.1f} s", file=sys.stderr)
+    if args.save:
+        from files import atomic_save
+        from pretrained import _torch_load
+
+        checkpoint = _torch_load(args.model)  # from_pretrained read it already: a checkpoint dict
+        checkpoint["alignment_heads"] = [list(h) for h in found["heads"]]
+        atomic_save(checkpoint, args.model)
+        print(f"saved the chosen heads into {args.model}")
     return 1 if failed else 0
 
 

@@ -364,8 +364,9 @@ def resolve_language(model, mel: LongFormMel, language, task):
     if code is not None:
         return code, 1.0
 
-    n_window = window_frames(model.dims.n_audio_ctx)
-    first = pad_or_trim(mel.frames(0, min(n_window, max(mel.n_content, 1))), n_window).to(model.dtype)
+    # openai-whisper detects on the first window of the padded mel: past short audio's end the frames
+    # are the mel of the appended zeros, not zero-valued frames as in a decoded window
+    first = mel.frames(0, window_frames(model.dims.n_audio_ctx)).to(model.dtype)
     tokenizer = get_tokenizer(True, model.num_languages)
     code, probs = detect_language(model, encode(model, first[None]), tokenizer)[0]
     return code, probs[code]

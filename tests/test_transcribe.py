@@ -330,6 +330,26 @@ def test_language_detection_equals_the_reference(tmp_path, spoken):
     assert max(abs(ours_probs[c] - ref_probs[c]) for c in ref_probs) <= 1e-3
 
 
+def test_transcribe_detects_the_language_on_the_reference_window(tmp_path, spoken):
+    """For audio shorter than a window, openai-whisper's transcribe() detects the language on the
+    first 3000 frames of the mel of the audio followed by 30 s of zeros, not on zero-padded frames."""
+    import torch
+    import whisper
+
+    from audio import N_FRAMES, N_SAMPLES, LongFormMel, log_mel_spectrogram, pad_or_trim
+    from transcribe import resolve_language
+
+    model = random_multilingual(tmp_path / "multi.pt")
+    reference = whisper.load_model(str(tmp_path / "multi.pt"), device="cpu")
+    audio = spoken[0]
+    with torch.no_grad():
+        code, probability = resolve_language(model, LongFormMel(audio), None, "transcribe")
+        _, ref_probs = reference.detect_language(pad_or_trim(log_mel_spectrogram(audio, padding=N_SAMPLES), N_FRAMES))
+    assert code == max(ref_probs, key=ref_probs.get)
+    # tight: zero-padded frames move this random model's probabilities by ~1e-4
+    assert probability == pytest.approx(ref_probs[code], abs=1e-5)
+
+
 def test_translate_and_language_on_a_multilingual_checkpoint(tmp_path, speech_wav):
     random_multilingual(tmp_path / "multi.pt")
     proc = run(speech_wav, "--model", tmp_path / "multi.pt", "--beam-size", "1", "--temperature-increment-on-fallback", "0")

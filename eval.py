@@ -170,8 +170,14 @@ def main(argv=None) -> int:
 
 
 def timed_utterance(model, audio, text, words, tokenizer, mel=None):
+    """timing.timed_utterance with the window already encoded: timing.align takes the encoder's
+    output in place of the mel, and each window is aligned more than once."""
+    from decoding import encode
+
     utterance = timing.timed_utterance(model, audio, text, words, tokenizer)
-    return utterance if mel is None else {**utterance, "mel": mel}
+    mel = utterance["mel"] if mel is None else mel
+    with torch.inference_mode():
+        return {**utterance, "mel": encode(model, mel[None])[0]}
 
 
 def summary_line(s: dict) -> str:
@@ -194,7 +200,7 @@ def find_heads(model, items, times, args) -> int:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        utterances.append(timing.timed_utterance(model, audio, text, times[utt], tokenizer))
+        utterances.append(timed_utterance(model, audio, text, times[utt], tokenizer))
     if not utterances:
         print(f"error: {args.dir}: no utterance with word times could be read", file=sys.stderr)
         return 1

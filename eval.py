@@ -115,17 +115,11 @@ def main(argv=None) -> int:
     tokenizer = tokenizer_for(model.dims)
     t0 = time.time()
     errors_true, errors_own = [], []
-    references, hypotheses, n_cut, failed, seconds = [], [], 0, 0, 0.0
+    references, hypotheses, n_cut, seconds, unreadable = [], [], 0, 0.0, []
     window = window_samples(model.dims.n_audio_ctx)
     for start in range(0, len(items), args.batch_size):
         mels, refs, timed = [], [], []
-        for utt, path, text in items[start : start + args.batch_size]:
-            try:
-                audio = load_audio(path)
-            except AudioError as e:
-                print(f"error: {e}", file=sys.stderr)
-                failed += 1
-                continue
+        for utt, audio, text in readable(items[start : start + args.batch_size], unreadable):
             n_cut += len(audio) > window
             seconds += len(audio) / SAMPLE_RATE
             mels.append(window_mel(audio, model.dims))
@@ -148,8 +142,8 @@ def main(argv=None) -> int:
     if n_cut:
         print(f"warning: {n_cut} utterances were longer than the model's {window / SAMPLE_RATE:.0f} s window and were cut",
               file=sys.stderr)
-    if failed:
-        print(f"warning: {failed} audio files could not be used and are not scored", file=sys.stderr)
+    if unreadable:
+        print(f"warning: {len(unreadable)} audio files could not be used and are not scored", file=sys.stderr)
     # word_error_rate leaves out what normalises to nothing (e.g. a reference of "uh"): N counts what it scored
     scored = sum(1 for ref in references if normalize(ref).strip())
     if scored < len(references):
@@ -166,7 +160,7 @@ def main(argv=None) -> int:
             # np.zeros((0, 2)): every utterance with word times may have been a skipped audio file
             print(f"  {what}: {summary_line(timing.error_summary(np.concatenate([np.zeros((0, 2)), *errors])))} "
                   f"({len(errors)} utterances with known times)")
-    return 1 if failed else 0
+    return 1 if unreadable else 0
 
 
 def timed_utterance(model, audio, text, words, tokenizer, mel=None):
@@ -185,21 +179,24 @@ def summary_line(s: dict) -> str:
             f"end median {s['end_median']:.3f} s, p90 {s['end_p90']:.3f} s; {s['words']} words")
 
 
+def readable(items, unreadable: list):
+    """(utterance id, audio, text) for each item whose audio loads; each that doesn't is reported on
+    stderr and appended to `unreadable`, and the rest go on."""
+    for utt, path, text in items:
+        try:
+            yield utt, load_audio(path), text
+        except AudioError as e:
+            print(f"error: {e}", file=sys.stderr)
+            unreadable.append(path)
+
+
 def find_heads(model, items, times, args) -> int:
     """--find-alignment-heads (and --save): see the module docstring."""
     from tokenizer import tokenizer_for
 
     tokenizer = tokenizer_for(model.dims)
-    utterances, failed = [], 0
-    for utt, path, text in items:
-        if utt not in times:
-            continue
-        try:
-            audio = load_audio(path)
-        except AudioError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed += 1
-            continue
+    utterances, unreadable = [], []
+    for utt, audio, text in readable([item for item in items if item[0] in times], unreadable):
         utterances.append(timed_utterance(model, audio, text, times[utt], tokenizer))
     if not utterances:
         print(f"error: {args.dir}: no utterance with word times could be read", file=sys.stderr)
@@ -228,7 +225,7 @@ def find_heads(model, items, times, args) -> int:
         checkpoint["alignment_heads"] = [list(h) for h in found["heads"]]
         atomic_save(checkpoint, args.model)
         print(f"saved the chosen heads into {args.model}")
-    return 1 if failed else 0
+    return 1 if unreadable else 0
 
 
 if __name__ == "__main__":

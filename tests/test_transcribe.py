@@ -173,7 +173,12 @@ def test_long_form_equals_the_reference_transcribe(reference, long_form, sequent
 @pytest.mark.slow
 def test_batched_mode_loses_no_more_than_half_a_point_of_wer(ours, long_form):
     """Batched windows have no previous text to lean on; with the command line's decoding options
-    (5 beams, temperature fallback) they must not cost more than 0.5 WER points."""
+    (5 beams, temperature fallback) they must not cost more than 0.5 WER points on real speech.
+    Not on the synthetic fallback: tiny.en misreads espeak's sentences (25% WER sequentially), and
+    windows cut elsewhere misread other words, so six sentences measure noise, not the mode."""
+    from conftest import real_clips
+
+    real_clips()  # a skip with its reason where ../shared is absent
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
 

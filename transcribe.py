@@ -147,10 +147,6 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     tokens=tokens, temperature=result.temperature, avg_logprob=result.avg_logprob,
                     compression_ratio=result.compression_ratio, no_speech_prob=result.no_speech_prob)
 
-    def is_no_speech(result) -> bool:
-        return no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
-            logprob_threshold is not None and result.avg_logprob > logprob_threshold)
-
     n_content = mel.n_content
     prompt_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
     all_tokens, segments = list(prompt_tokens), []
@@ -171,7 +167,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
             results = decode_with_fallback(model, mels, prompt=prompt_tokens or None, **decode_options)
             for (seek, size), mel_window, result in zip(group, mels, results):
                 consumed = size
-                if not is_no_speech(result):
+                if not is_no_speech(result, no_speech_threshold, logprob_threshold):
                     pieces, consumed, _ = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
                     # a timestamp past the window's end (the model sees zeros there) would overlap the
                     # next window's first segment: windows are cut at pauses, so end them at the cut
@@ -199,7 +195,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
             prompt = all_tokens[prompt_reset_since:]
             result = decode_with_fallback(model, mel_window[None], prompt=prompt or None, **decode_options)[0]
             previous_seek = seek
-            if is_no_speech(result):
+            if is_no_speech(result, no_speech_threshold, logprob_threshold):
                 seek += size
             else:
                 pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
@@ -222,6 +218,12 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         segment["id"] = i
     text = tokenizer.decode([t for s in segments for t in s["tokens"]])
     return dict(text=text, segments=segments, language=language, language_probability=language_probability)
+
+
+def is_no_speech(result, no_speech_threshold, logprob_threshold) -> bool:
+    """The reference's skip rule: <|nospeech|> is likely and the text is not confidently likely."""
+    return no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold and not (
+        logprob_threshold is not None and result.avg_logprob > logprob_threshold)
 
 
 def is_digital_silence(audio, start_frame: int, n_frames: int) -> bool:
@@ -247,7 +249,6 @@ def transcribe_short_windows(model, audio, *, batch_size=None, word_timestamps=F
     n_window = window_frames(model.dims.n_audio_ctx)
     cuts = [(s, e) for s, e in silence_cuts(audio, len(audio) // HOP_LENGTH, n_window)
             if not is_digital_silence(audio, s, e - s)]
-    no_speech, logprob = decode_options.get("no_speech_threshold"), decode_options.get("logprob_threshold")
     bar = tqdm(total=len(cuts), unit="window", disable=not progress, file=sys.stderr, desc="transcribing")
     segments, last_speech = [], 0.0
     for first in range(0, len(cuts), batch_size or 1):
@@ -256,8 +257,7 @@ def transcribe_short_windows(model, audio, *, batch_size=None, word_timestamps=F
         mels = mels.to(model.device, model.dtype)
         results = decode_with_fallback(model, mels, tokenizer=tokenizer, timestamps=False, **decode_options)
         for (start, end), mel_window, r in zip(group, mels, results):
-            if no_speech is not None and r.no_speech_prob > no_speech and not (logprob is not None
-                                                                              and r.avg_logprob > logprob):
+            if is_no_speech(r, decode_options.get("no_speech_threshold"), decode_options.get("logprob_threshold")):
                 continue
             segment = dict(seek=start, start=start / FRAMES_PER_SECOND, end=end / FRAMES_PER_SECOND, text=" " + r.text,
                            tokens=r.tokens, temperature=r.temperature, avg_logprob=r.avg_logprob,

@@ -5,6 +5,7 @@ Word error rate of a Whisper checkpoint on a LibriSpeech-layout directory.
     python eval.py --model tiny.en ../shared/data/LibriSpeech/test-clean --batch-size 8
     python eval.py --model tiny.en data/synthetic_src/test_seen --word-times
     python eval.py --model out-synth/ckpt.pt data/synthetic_src/dev --find-alignment-heads --save
+    python eval.py --model tiny.en --long-form data/long_test
 
 Reads every <speaker>-<chapter>.trans.txt under DIR and the .flac/.wav files they name, decodes
 greedily through decoding.decode (the one decode loop), and ends with the line
@@ -32,6 +33,14 @@ with the chosen ones. Use a split the heads will not be judged on (dev), then ch
 --word-times on another (test_seen). `--save` writes the chosen heads into the checkpoint file under
 "alignment_heads" (openai-whisper ignores the key; from_pretrained reads it), keeping every other
 key, training state included.
+
+Long-form (a file of many utterances, pauses and level changes from `prepare_synthetic.py
+--long-form SPLIT --out DIR`): `eval.py --long-form DIR --model M` runs the user's command,
+`transcribe.py DIR/long.flac --model M --word-timestamps --output-format json`, in a subprocess
+(`--hypothesis FILE.json` scores an existing transcript instead) and prints the WER of the whole
+text (to set beside the per-utterance WER), how far each true utterance's start and end are from
+those of the segment that overlaps it most (median, p90, share within 0.2 s), and the word-time
+errors over the words the transcript got right.
 """
 import argparse
 import os
@@ -51,7 +60,7 @@ import timing
 
 def main(argv=None) -> int:
     p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dir", help="LibriSpeech-layout directory (a subset, or a root holding several)")
+    p.add_argument("dir", nargs="?", help="LibriSpeech-layout directory (a subset, or a root holding several)")
     p.add_argument("--model", default="tiny.en", help="official name, .pt, CTranslate2 dir or training checkpoint")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=None, help="only the first N utterances (sorted by id)")
@@ -65,7 +74,23 @@ def main(argv=None) -> int:
     p.add_argument("--heads", type=int, default=None,
                    help="with --find-alignment-heads: keep the best N heads (default: add heads while the error falls)")
     p.add_argument("--save", action="store_true", help="with --find-alignment-heads: write the heads into --model's file")
+    p.add_argument("--long-form", metavar="DIR", default=None,
+                   help="instead: transcribe DIR/long.flac (prepare_synthetic.py --long-form) through transcribe.py "
+                        "--word-timestamps and score it against DIR/long.json")
+    p.add_argument("--hypothesis", metavar="JSON", default=None,
+                   help="with --long-form: score this transcribe.py --output-format json file instead of running it")
     args = p.parse_args(argv)
+    if args.hypothesis and not args.long_form:
+        print("error: --hypothesis only goes with --long-form", file=sys.stderr)
+        return 2
+    if args.long_form is not None:
+        if args.dir is not None:
+            print(f"error: --long-form scores DIR/long.flac; give no other directory (got {args.dir})", file=sys.stderr)
+            return 2
+        return long_form(args)
+    if args.dir is None:
+        print("error: give a LibriSpeech-layout directory to score, or --long-form DIR (see --help)", file=sys.stderr)
+        return 2
     for option, low in (("batch_size", 1), ("limit", 1), ("sample_len", 1), ("show", 0), ("heads", 1)):
         if getattr(args, option) is not None and getattr(args, option) < low:
             print(f"error: --{option.replace('_', '-')} must be at least {low}, got {getattr(args, option)}",
@@ -226,6 +251,104 @@ def find_heads(model, items, times, args) -> int:
         atomic_save(checkpoint, args.model)
         print(f"saved the chosen heads into {args.model}")
     return 1 if unreadable else 0
+
+
+# ------------------------------------------------------------------------------------------------
+# --long-form: one file of many utterances through the command line, against its truth
+
+
+def run_transcribe(audio: str, model: str, device: str = None) -> dict:
+    """The user's command, `transcribe.py AUDIO --model M --word-timestamps --output-format json`,
+    in its own process (scripts never import scripts); its progress goes to our stderr. Returns the
+    JSON it wrote; raises RuntimeError with its exit code if it failed (it said why on stderr)."""
+    import json
+    import subprocess
+    import tempfile
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "transcribe.py")
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, script, audio, "--model", model, "--word-timestamps", "--output-format", "json",
+                   "--output-dir", out] + (["--device", device] if device else [])
+        code = subprocess.run(command, stdout=subprocess.DEVNULL).returncode
+        if code:
+            raise RuntimeError(f"{audio}: transcribe.py failed (exit code {code})")
+        stem = os.path.splitext(os.path.basename(audio))[0]
+        with open(os.path.join(out, stem + ".json"), encoding="utf-8") as f:
+            return json.load(f)
+
+
+def score_long_form(truth: dict, hypothesis: dict, within: float = 0.2) -> dict:
+    """Scores a transcript of a long file (transcribe.py's JSON) against prepare_synthetic.py's truth.
+
+    wer: of the whole hypothesis text against the whole true text. Segments: each true utterance is
+    matched to the hypothesis segment it overlaps most in time (none: unmatched), and the |start|
+    and |end| differences are summarised (median, p90, share within `within` seconds of all
+    utterances). Word times: all hypothesis words against all true words through
+    timing.word_time_errors, which matches differing texts along their longest common subsequence."""
+    utterances = truth["utterances"]
+    segments = [s for s in hypothesis["segments"] if s["text"].strip()]
+    wer = word_error_rate([" ".join(u["text"] for u in utterances)], [" ".join(s["text"].strip() for s in segments)])
+    diffs = np.full((len(utterances), 2), np.nan)
+    for i, u in enumerate(utterances):
+        overlaps = [min(u["end"], s["end"]) - max(u["start"], s["start"]) for s in segments]
+        if overlaps and max(overlaps) > 0:
+            best = segments[int(np.argmax(overlaps))]
+            diffs[i] = abs(best["start"] - u["start"]), abs(best["end"] - u["end"])
+    matched = diffs[~np.isnan(diffs).any(axis=1)]
+
+    def stats(column: np.ndarray) -> dict:
+        n = len(utterances)
+        return dict(median=float(np.median(column)) if len(column) else float("nan"),
+                    p90=float(np.percentile(column, 90)) if len(column) else float("nan"),
+                    within=float(np.sum(column <= within)) / n if n else float("nan"))
+
+    true_words = [w for u in utterances if u["words"] for w in u["words"]]
+    own_words = [(w["word"], w["start"], w["end"]) for s in segments for w in s.get("words") or []]
+    words = timing.error_summary(timing.word_time_errors(own_words, true_words)) if own_words and true_words else None
+    return dict(wer=wer, utterances=len(utterances), seconds=truth["seconds"], segments=len(segments),
+                unmatched=len(utterances) - len(matched), start=stats(matched[:, 0]), end=stats(matched[:, 1]),
+                within_s=within, words=words, true_words=len(true_words))
+
+
+def long_form(args) -> int:
+    """--long-form: see the module docstring."""
+    import json
+
+    truth_path = os.path.join(args.long_form, "long.json")
+    try:
+        with open(truth_path, encoding="utf-8") as f:
+            truth = json.load(f)
+        if not all({"start", "end", "text", "words"} <= u.keys() for u in truth["utterances"]):
+            raise ValueError("an utterance lacks start, end, text or words")
+        float(truth["seconds"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"error: {truth_path}: not a long-form truth from prepare_synthetic.py --long-form ({e})",
+              file=sys.stderr)
+        return 2
+    audio = os.path.join(args.long_form, truth.get("audio", "long.flac"))
+    source = args.hypothesis or audio
+    try:
+        if args.hypothesis:
+            with open(args.hypothesis, encoding="utf-8") as f:
+                hypothesis = json.load(f)
+        else:
+            hypothesis = run_transcribe(audio, args.model, args.device)
+        s = score_long_form(truth, hypothesis)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"error: {source}: not a transcribe.py JSON transcript ({e})", file=sys.stderr)
+        return 2
+    print(f"long-form WER {100 * s['wer']:.2f}% on {s['utterances']} utterances ({s['seconds']:.0f} s)")
+    print(f"segments: {s['segments']} for {s['utterances']} utterances, {s['unmatched']} utterances overlap none; "
+          + "; ".join(f"|{k} diff| median {s[k]['median']:.3f} s, p90 {s[k]['p90']:.3f} s, "
+                      f"{100 * s[k]['within']:.0f}% within {s['within_s']} s" for k in ("start", "end")))
+    if s["words"] is None:
+        print("word times: none (the transcript has no word timestamps, or the truth no word times)")
+    else:
+        print(f"word times: {summary_line(s['words'])} matched of {s['true_words']} true words")
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ An offline speech corpus with known transcripts and word times, synthesised by e
 
     python prepare_synthetic.py --out data/synthetic_src --hours 2      # ~2 h, a few minutes on 2 cores
     python prepare_librispeech.py --librispeech-dir data/synthetic_src --out data/synthetic
+    python prepare_synthetic.py --long-form data/synthetic_src/test --minutes 3 --out data/long_test
 
 Writes <out>/{train,dev,test,test_seen}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac (16 kHz,
 16-bit), <speaker>-<chapter>.trans.txt with UPPERCASE transcripts exactly like LibriSpeech (so the
@@ -38,6 +39,13 @@ language:
 - Deterministic for a seed: every utterance draws from its own RNG seeded by (seed, split, index)
   and is synthesised from espeak's freshly initialised state (see tts.ESpeak.synth), so the output is
   byte-identical whatever the number of workers.
+
+--long-form SPLIT_DIR only reads a split already made: its utterances in chapter order, each cut to
+its speech plus 0.1 s, joined by random pauses (0.3-2.5 s, one in ten ~4 s) at a speech level that
+moves +-10 dB at each chapter and every 5 utterances (never clipping), into <out>/long.flac and
+<out>/long.json, the truth: {"audio", "seconds", "source", "seed", "utterances": [{"id", "start",
+"end" (the speech, in seconds of long.flac), "text", "level_db", "words": [[word, start, end], ...]
+or null}]}. Seeded; eval.py --long-form scores a model's transcript of it.
 """
 import gzip
 import hashlib
@@ -50,6 +58,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -674,11 +683,156 @@ def corpus_checks(stats: dict) -> dict:
     )
 
 
+# --------------------------------------------------------------------------------------------------
+# one long file, for long-form transcription (eval.py --long-form)
+
+LONG_MARGIN = 0.1  # seconds kept either side of each clip's speech: the pauses are the ones put in
+LONG_LEVEL_DB = -28.0  # speech RMS (dBFS) around which the level moves; its top rarely needs the peak cap
+LONG_LEVEL_SWING = 10.0  # +- dB, a new level at each chapter and every LONG_LEVEL_EVERY utterances
+LONG_LEVEL_EVERY = 5
+LONG_FADE = 0.01  # seconds: a cut through reverberation or noise would click
+
+
+def speech_spans(split_dir: str) -> dict:
+    """{utterance id: (speech start, speech end, words or None)} from the *.words.jsonl under a split:
+    the span covers the true words too (a word may start a little before the sound crosses the
+    threshold)."""
+    import glob
+
+    spans = {}
+    for path in sorted(glob.glob(os.path.join(split_dir, "**", "*.words.jsonl"), recursive=True)):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    start, end = (float(t) for t in record["speech"])
+                    words = None if record["words"] is None else [[str(w), float(a), float(b)]
+                                                                 for w, a, b in record["words"]]
+                except (ValueError, KeyError, TypeError) as e:
+                    print(f"warning: {path}:{n}: not a word-times record ({e}), skipped", file=sys.stderr)
+                    continue
+                if words:
+                    start, end = min(start, words[0][1]), max(end, words[-1][2])
+                spans[str(record["id"])] = (start, end, words)
+    return spans
+
+
+def build_long_form(split_dir: str, minutes: float, seed: int) -> tuple:
+    """(16 kHz float32 audio, truth dict) of the long file: the split's utterances in chapter order,
+    each trimmed to its speech plus LONG_MARGIN, with random pauses between them and a speech level
+    that changes by chapter and every few utterances, until the file lasts `minutes`. Utterances
+    without a *.words.jsonl record are used whole, their words unknown. Raises ValueError if the
+    split holds too little audio."""
+    from audio import AudioError, load_audio
+    from data import read_librispeech_dir
+
+    def chapter_key(item):
+        chapter = item[0].split("-")[1] if item[0].count("-") >= 2 else ""
+        return (int(chapter) if chapter.isdigit() else math.inf, chapter, item[0])
+
+    items = sorted(read_librispeech_dir(split_dir), key=chapter_key)  # it reports the lines it skips
+    if not items:
+        raise ValueError(f"{split_dir}: no *.trans.txt with audio found")
+    spans = speech_spans(split_dir)
+    r = random.Random(f"{seed}/long-form")
+    target = minutes * 60
+
+    def pause() -> float:  # mostly sentence gaps, now and then a long silence
+        return r.uniform(3.5, 4.5) if r.random() < 0.1 else r.uniform(0.3, 2.5)
+
+    pieces, utterances, length = [], [], 0
+    lead = round(r.uniform(0.3, 1.0) * SAMPLE_RATE)
+    pieces.append(np.zeros(lead, np.float32))
+    length += lead
+    level, achieved, chapter, in_block = None, None, None, 0
+    for utt, path, text in items:
+        if length >= target * SAMPLE_RATE:
+            break
+        try:
+            audio = load_audio(path)
+        except AudioError as e:
+            print(f"warning: {e}, skipped", file=sys.stderr)
+            continue
+        duration = len(audio) / SAMPLE_RATE
+        start, end, words = spans.get(utt, (0.0, duration, None))
+        a = max(0, int((start - LONG_MARGIN) * SAMPLE_RATE))
+        b = min(len(audio), int(math.ceil((end + LONG_MARGIN) * SAMPLE_RATE)))
+        if b - a < SAMPLE_RATE // 10:
+            continue
+        clip = audio[a:b].astype(np.float64)
+        fade = min(int(LONG_FADE * SAMPLE_RATE), len(clip) // 2)
+        ramp = np.linspace(0.0, 1.0, fade, endpoint=False)
+        clip[:fade] *= ramp
+        clip[len(clip) - fade :] *= ramp[::-1]
+        if utt.split("-")[:2] != chapter or in_block == LONG_LEVEL_EVERY:
+            # a new level, audibly different from the last one heard (which the peak cap may have lowered)
+            level = LONG_LEVEL_DB + r.uniform(-LONG_LEVEL_SWING, LONG_LEVEL_SWING)
+            while achieved is not None and abs(level - achieved) < 4:
+                level = LONG_LEVEL_DB + r.uniform(-LONG_LEVEL_SWING, LONG_LEVEL_SWING)
+            chapter, in_block = utt.split("-")[:2], 0
+        in_block += 1
+        s0, s1 = max(0, int(start * SAMPLE_RATE) - a), min(len(clip), int(end * SAMPLE_RATE) - a)
+        rms = float(np.sqrt(np.mean(clip[s0:s1] ** 2))) if s1 > s0 else 0.0
+        gain = 10 ** (level / 20) / rms if rms > 0 else 1.0
+        peak = float(np.abs(clip).max())
+        if peak * gain > 0.99:  # never clip: a loud level is lowered to a 0.99 peak
+            gain = 0.99 / peak
+        achieved = 20 * math.log10(rms * gain) if rms > 0 else achieved
+        offset = (length - a) / SAMPLE_RATE  # utterance time -> long-file time
+        pieces.append((clip * gain).astype(np.float32))
+        length += len(clip)
+        utterances.append(dict(
+            id=utt, start=round(start + offset, 3), end=round(end + offset, 3), text=text,
+            level_db=round(achieved, 2) if rms > 0 else None,
+            words=None if words is None else [[w, round(s + offset, 3), round(e + offset, 3)] for w, s, e in words]))
+        gap = round(pause() * SAMPLE_RATE)
+        pieces.append(np.zeros(gap, np.float32))
+        length += gap
+    if length < target * SAMPLE_RATE:
+        raise ValueError(f"{split_dir}: its {len(utterances)} usable utterances make {length / SAMPLE_RATE / 60:.2f} "
+                         f"minutes with pauses, fewer than --minutes {minutes:g}")
+    audio = np.concatenate(pieces)
+    truth = dict(audio="long.flac", seconds=round(len(audio) / SAMPLE_RATE, 3), source=split_dir, seed=seed,
+                 utterances=utterances)
+    return audio, truth
+
+
+def write_long_form(split_dir: str, minutes: float, out: str, seed: int):
+    """--long-form: build_long_form, written atomically as <out>/long.flac and <out>/long.json."""
+    import soundfile
+
+    from files import atomic_write
+
+    if not os.path.isdir(split_dir):
+        usage_error(f"{split_dir}: no such directory")
+    if not (math.isfinite(minutes) and minutes > 0):
+        usage_error(f"--minutes must be a positive number, got {minutes}")
+    if problem := unwritable(out):
+        usage_error(problem)
+    try:
+        audio, truth = build_long_form(split_dir, minutes, seed)
+    except ValueError as e:
+        usage_error(str(e))
+    buf = io.BytesIO()
+    soundfile.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    with atomic_write(os.path.join(out, "long.flac")) as f:
+        f.write(buf.getvalue())
+    head = json.dumps({k: v for k, v in truth.items() if k != "utterances"})[:-1]
+    with atomic_write(os.path.join(out, "long.json"), "w", encoding="utf-8") as f:  # an utterance a line
+        f.write(head + ', "utterances": [\n' + ",\n".join(json.dumps(u) for u in truth["utterances"]) + "\n]}\n")
+    known = sum(u["words"] is not None for u in truth["utterances"])
+    print(f"{len(truth['utterances'])} utterances ({known} with word times), {truth['seconds']:.1f} s -> "
+          f"{os.path.join(out, 'long.flac')}, {os.path.join(out, 'long.json')}")
+
+
 def main(argv=None):
     from tqdm import tqdm
 
     p = OneLineErrors(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="data/synthetic_src", help="corpus root; train/, dev/, test/, test_seen/ go inside")
+    p.add_argument("--out", default=None, help="corpus root; train/, dev/, test/, test_seen/ go inside "
+                                               "(default: data/synthetic_src)")
     p.add_argument("--hours", type=float, default=2.0, help="total audio (fractions fine: 0.01 = 36 s)")
     p.add_argument("--dev-fraction", type=float, default=0.05)
     p.add_argument("--test-fraction", type=float, default=0.05, help="held-out words by held-out voices")
@@ -686,7 +840,16 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--overwrite", action="store_true", help="delete the existing splits under --out first")
+    p.add_argument("--long-form", metavar="SPLIT_DIR", default=None,
+                   help="instead: join SPLIT_DIR's utterances with pauses and level changes into --out/long.flac "
+                        "and long.json (the truth eval.py --long-form scores against)")
+    p.add_argument("--minutes", type=float, default=3.0, help="with --long-form: at least this long")
     args = p.parse_args(argv)
+    if args.long_form is not None:
+        if args.out is None:
+            usage_error("--long-form needs --out DIR for long.flac and long.json")
+        return write_long_form(args.long_form, args.minutes, args.out, args.seed)
+    args.out = args.out or "data/synthetic_src"
     # every option is checked before anything is written or synthesised
     if not (math.isfinite(args.hours * 3600) and args.hours > 0):
         usage_error(f"--hours must be a positive number, got {args.hours}")

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 
-from cli import OneLineErrors
+from cli import OneLineErrors, cpu_description
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_DATA = os.path.join(HERE, "..", "shared", "data")
@@ -617,29 +617,6 @@ def versions() -> str:
             parts.append(f"{name} missing")
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu_description()}; {gpu}; " + ", ".join(parts)
-
-
-# oneDNN picks its int8 and bf16 kernels by these: VNNI (or AMX-INT8) for int8 Linear, AVX512-BF16 (or
-# AMX-BF16) for the encoder's bf16 math mode. Two CPUs with one model name can differ (VMs mask flags),
-# so a CPU figure means little without them.
-ISA_FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
-
-
-def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """'<model name> (as lscpu shows it), N cores, ISA: <the flags above that it has>'."""
-    model, flags = platform.processor() or "?", set()
-    if os.path.exists(cpuinfo):
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                if model != "?" and flags:
-                    break
-    isa = " ".join(flag for flag in ISA_FLAGS if flag in flags) or "none of " + " ".join(ISA_FLAGS)
-    return f"{model}, {os.cpu_count()} cores, ISA: {isa}"
 
 
 def parser() -> argparse.ArgumentParser:

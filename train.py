@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import configurator
 from audio import spec_augment as mask_mel  # the config's bool has the name
 from audio import window_frames
+from cli import cpu_description
 from data import CTC_CHARS, ShardLoader, ctc_targets, iterate_batches, read_meta
 from decoding import transcribe_windows
 from files import atomic_write, remove_stale_temps, temp_name
@@ -227,6 +228,9 @@ log(f"model: {sum(p.numel() for p in whisper.parameters()) / 1e6:.1f}M parameter
 log(f"window: {n_frames / 100:.0f} s ({n_frames} mel frames){', each batch cut to its longest clip' if bucket else ''}; "
     f"{world_size} process(es) on {device}, {dtype}; global batch {batch_size * gradient_accumulation_steps * world_size} "
     f"{'packed windows' if pack else 'windows' if meta.get('window_seconds') else 'utterances'}")
+# a time-capped run's step count, and so its WER, depends on the machine: every log says which it was
+log(f"machine: {torch.cuda.get_device_name() if device.startswith('cuda') else cpu_description()}, "
+    f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 class Trainee(torch.nn.Module):
     """What the optimizer and DDP see: the Whisper, plus the CTC head when ctc_weight > 0."""

@@ -176,6 +176,9 @@ def test_profile_records_the_steps_it_says(corpus, tmp_path):
     proc = train(f"--data_dir={shards}", f"--out_dir={out}", *TINY, *QUIET, f"--batch_size={min(4, n_train)}",
                  "--max_iters=5", "--eval_interval=1000", "--log_interval=1", "--profile_skip=2", "--profile_steps=2")
     assert "profile of 2 step(s), by self_cpu_time_total" in proc.stdout and "aten::" in proc.stdout, proc.stdout
+    from cli import cpu_description  # a time-capped run's figures mean little without the machine they came from
+
+    assert f"machine: {cpu_description()}, torch {torch.__version__}, " in proc.stdout, proc.stdout
     with open(out / "profile.json") as f:
         trace = json.load(f)
     steps = sorted({e["name"] for e in trace["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")})

@@ -406,7 +406,8 @@ def process_chapter(chapter: dict) -> list:
     previous, i = [], 0
     while i < len(utterances):
         pieces, segments, offset, j = [], [], 0, i
-        while j < len(utterances) and offset + len(utterances[j]["audio"]) <= window:
+        most = _cfg.get("utterances_per_window") or len(utterances)
+        while j < len(utterances) and j - i < most and offset + len(utterances[j]["audio"]) <= window:
             u = utterances[j]
             start, end = (offset / SAMPLE_RATE + t for t in u["speech"])
             segments.append([round(start, 3), round(end, 3), u["tokens"]])
@@ -414,7 +415,7 @@ def process_chapter(chapter: dict) -> list:
             offset += len(u["audio"])
             j += 1
         cut = cut_frame = None
-        if j < len(utterances) and offset < window:
+        if j < len(utterances) and j - i < most and offset < window:
             u = utterances[j]
             pieces.append(u["audio"][: window - offset])
             if offset / SAMPLE_RATE + u["speech"][0] < window / SAMPLE_RATE - 0.02:  # some of its speech is heard
@@ -597,6 +598,10 @@ def main(argv=None):
     p.add_argument("--window-seconds", type=float, default=0.0,
                    help="0: one utterance an entry, targets without timestamps; S: windows of S seconds (the model's: "
                         "30 for n_audio_ctx 1500, 7 for 350) of consecutive utterances with Whisper's timestamp targets")
+    p.add_argument("--utterances-per-window", type=int, default=0,
+                   help="with --window-seconds: at most this many utterances a window, and no cut one after them "
+                        "(0: as many as fit). 1 gives one utterance a window with its timestamps, whose length varies, "
+                        "so that train.py's bucket cuts each batch short: the cheap steps a CPU needs")
     p.add_argument("--shard-size", type=int, default=None, help="utterances (chapters with --window-seconds) per "
                                                                 "shard; default 1000 (20)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -609,6 +614,9 @@ def main(argv=None):
                                          and math.isclose(args.window_seconds * 50, round(args.window_seconds * 50)))):
         usage_error(f"--window-seconds must be 0 or 1 to 30 in steps of 0.02 s (2 mel frames, one audio token), "
                     f"got {args.window_seconds}")
+    if args.utterances_per_window < 0 or (args.utterances_per_window and not args.window_seconds):
+        usage_error(f"--utterances-per-window must be at least 0 and needs --window-seconds, "
+                    f"got {args.utterances_per_window}")
     if args.shard_size is None:
         args.shard_size = 20 if args.window_seconds else 1000
     if args.shard_size < 1:
@@ -647,6 +655,8 @@ def main(argv=None):
     cfg = dict(n_mels=args.n_mels, multilingual=args.multilingual, text_case=args.text_case)
     if args.window_seconds:  # recorded only when set, so that corpora prepared before it still resume
         cfg["window_seconds"] = args.window_seconds
+        if args.utterances_per_window:
+            cfg["utterances_per_window"] = args.utterances_per_window
         items = chapters(items)
         if total is not None:  # a directory's items are a list: count its chapters for the progress bar
             items = list(items)

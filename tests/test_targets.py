@@ -131,6 +131,33 @@ def test_windows_follow_the_chapter_and_its_cuts(corpus):
     assert meta["window_seconds"] == WINDOW and meta["splits"]["val"]["utterances"] == 4
 
 
+def test_one_utterance_a_window(corpus, tmp_path, capsys):
+    """--utterances-per-window 1: every utterance that fits is a window of its own, with its span as
+    the one segment, no cut, and the previous utterance of the chapter as the prompt; bad values stop
+    before any work."""
+    import prepare_librispeech
+
+    root, _ = corpus
+    prepare(root / "raw", tmp_path / "w1", "--utterances-per-window", "1")
+    windows = entries(tmp_path / "w1")
+    whole = [uid for w in entries(root / "w3") for uid in w["utterances"]]
+    assert [w["utterances"] for w in windows] == [[uid] for uid in whole]
+    for w in windows:
+        (start, end, _), = w["segments"]
+        chapter, index = w["utterances"][0].rsplit("-", 1)
+        duration, true_start, true_end = CHAPTERS[chapter][int(index)][:3]
+        assert (start, end) == (pytest.approx(true_start, abs=1e-6), pytest.approx(true_end, abs=1e-6))
+        assert w["cut"] is None and w["duration"] == pytest.approx(duration, abs=1e-3)
+    for previous, w in zip(windows, windows[1:]):
+        same_chapter = previous["utterances"][0].rsplit("-", 1)[0] == w["utterances"][0].rsplit("-", 1)[0]
+        assert w["prev"] == (previous["segments"][0][2] if same_chapter else [])
+    for bad in (["--utterances-per-window", "-1"], ["--utterances-per-window", "1", "--window-seconds", "0"]):
+        with pytest.raises(SystemExit) as e:
+            prepare_librispeech.main(["--librispeech-dir", str(root / "raw"), "--out", str(tmp_path / "bad"),
+                                      "--workers", "1", "--window-seconds", str(WINDOW), *bad])
+        assert e.value.code == 2 and "--utterances-per-window" in capsys.readouterr().err
+
+
 def test_window_mel_is_the_mel_of_its_audio(corpus):
     """The stored frames are the log-mel of the window's concatenated audio (its own clamp), not
     the utterances' mels put side by side."""

@@ -111,16 +111,27 @@ def split_segments(tokens: list, tokenizer, time_offset: float, window_frames: i
 def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_penalty=None,
                temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4, logprob_threshold=-1.0,
                no_speech_threshold=0.6, condition_on_previous_text=True, initial_prompt=None, word_timestamps=False,
-               language=None, task="transcribe", batch_size=None, suppress_tokens="-1", progress=False) -> dict:
+               language=None, task="transcribe", batch_size=None, suppress_tokens="-1", progress=False,
+               clip_timestamps="0", carry_initial_prompt=False, hallucination_silence_threshold=None) -> dict:
     """16 kHz samples -> {"text", "segments", "language", "language_probability"}.
 
     Each segment has id, seek, start, end, text, tokens, temperature, avg_logprob,
     compression_ratio, no_speech_prob, and with word_timestamps a list of words.
+
+    As in openai-whisper: clip_timestamps ("start,end,start,..." in seconds, or a list) limits the
+    work to those clips, the last running to the end when the count is odd; carry_initial_prompt
+    puts the initial prompt before every window's prompt, not only the first's; and
+    hallucination_silence_threshold (seconds; needs word_timestamps) skips a silence longer than
+    that around a segment whose words look hallucinated, and drops the segment.
     """
     from tqdm import tqdm
 
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1 (None decodes sequentially), got {batch_size}")
+    clips = parse_clip_timestamps(clip_timestamps)
+    check_long_form_options(batch_size=batch_size, word_timestamps=word_timestamps, clip_timestamps=clips,
+                            hallucination_silence_threshold=hallucination_silence_threshold,
+                            timestamps=getattr(model, "timestamps", True))
     temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
     decode_options = dict(temperatures=temperatures, compression_ratio_threshold=compression_ratio_threshold,
                           logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
@@ -150,7 +161,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     n_content = mel.n_content
     prompt_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
     all_tokens, segments = list(prompt_tokens), []
-    bar = tqdm(total=round(n_content / FRAMES_PER_SECOND, 2), unit="s", disable=not progress, miniters=1,
+    to_do = n_content if batch_size else sum(end - start for start, end in clip_frames(clips, n_content))
+    bar = tqdm(total=round(to_do / FRAMES_PER_SECOND, 2), unit="s", disable=not progress, miniters=1,
                file=sys.stderr, desc="transcribing", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
 
     if batch_size:
@@ -184,40 +196,178 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 bar.update(round(consumed / FRAMES_PER_SECOND, 2))
         segments.sort(key=lambda s: s["start"])
     else:
-        seek, prompt_reset_since, last_speech = 0, 0, 0.0
-        while seek < n_content:
-            size = min(n_window, n_content - seek)
-            if is_digital_silence(audio, seek, size):
-                bar.update(round(size / FRAMES_PER_SECOND, 2))
-                seek += size
-                continue
-            mel_window = window(seek, size)
-            prompt = all_tokens[prompt_reset_since:]
-            result = decode_with_fallback(model, mel_window[None], prompt=prompt or None, **decode_options)[0]
-            previous_seek = seek
-            if is_no_speech(result, no_speech_threshold, logprob_threshold):
-                seek += size
-            else:
-                pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
-                current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
-                current, last_speech = finish_window(model, tokenizer, current, mel_window, size, word_timestamps,
-                                                     last_speech)
-                seek += consumed
-                if word_timestamps and not single_ending:  # the words say more exactly where speech ended
-                    last_end = next((w["end"] for s in reversed(current) for w in reversed(s["words"])),
-                                    current[-1]["end"] if current else None)
-                    if last_end is not None and last_end > previous_seek / FRAMES_PER_SECOND:
-                        seek = round(last_end * FRAMES_PER_SECOND)
-                segments += current
-                all_tokens += [t for s in current for t in s["tokens"]]
-                if not condition_on_previous_text or result.temperature > 0.5:
-                    prompt_reset_since = len(all_tokens)  # text sampled that hot is no guide
-            bar.update(round((min(n_content, seek) - previous_seek) / FRAMES_PER_SECOND, 2))
+        prompt_reset_since, last_speech = 0, 0.0
+        # the reference's rule for a carried prompt: the previous text gets what the initial prompt
+        # leaves of half the text context (decode() then keeps the prompt's last n_text_ctx // 2 - 1)
+        room = model.dims.n_text_ctx // 2 - 1 - len(prompt_tokens)
+        for clip_start, clip_end in clip_frames(clips, n_content):
+            seek = clip_start
+            while seek < clip_end:
+                size = min(n_window, n_content - seek, clip_end - seek)
+                if is_digital_silence(audio, seek, size):
+                    bar.update(round(size / FRAMES_PER_SECOND, 2))
+                    seek += size
+                    continue
+                mel_window = window(seek, size)
+                if carry_initial_prompt:
+                    prompt = prompt_tokens + all_tokens[max(len(prompt_tokens), prompt_reset_since):][-room:]
+                else:
+                    prompt = all_tokens[prompt_reset_since:]
+                result = decode_with_fallback(model, mel_window[None], prompt=prompt or None, **decode_options)[0]
+                previous_seek, time_offset = seek, seek / FRAMES_PER_SECOND
+                if is_no_speech(result, no_speech_threshold, logprob_threshold):
+                    seek += size
+                else:
+                    pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, time_offset, size)
+                    current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
+                    seek += consumed
+                    if word_timestamps:
+                        from timing import add_word_timestamps
+
+                        add_word_timestamps(model, tokenizer, current, mel_window, size, last_speech_timestamp=last_speech)
+                        last_end = speech_end(current)
+                        if not single_ending and last_end is not None and last_end > time_offset:
+                            seek = round(last_end * FRAMES_PER_SECOND)  # the words say more exactly where speech ended
+                        if hallucination_silence_threshold is not None:
+                            seek, skip = skip_hallucinations(current, hallucination_silence_threshold, seek,
+                                                             previous_seek, size, n_window, n_content, single_ending,
+                                                             last_speech)
+                            if skip:  # the window started with a long silence: decode again after it
+                                continue
+                        last_speech = speech_end(current, last_speech)
+                    finish_window(model, tokenizer, current, mel_window, size, word_timestamps=False)
+                    segments += current
+                    all_tokens += [t for s in current for t in s["tokens"]]
+                    if not condition_on_previous_text or result.temperature > 0.5:
+                        prompt_reset_since = len(all_tokens)  # text sampled that hot is no guide
+                bar.update(round((min(n_content, seek) - previous_seek) / FRAMES_PER_SECOND, 2))
     bar.close()
     for i, segment in enumerate(segments):
         segment["id"] = i
     text = tokenizer.decode([t for s in segments for t in s["tokens"]])
     return dict(text=text, segments=segments, language=language, language_probability=language_probability)
+
+
+def speech_end(segments: list, default=None):
+    """The reference's get_end: the end of the last word, else of the last segment, else `default`."""
+    return next((w["end"] for s in reversed(segments) for w in reversed(s["words"])),
+                segments[-1]["end"] if segments else default)
+
+
+def parse_clip_timestamps(value) -> list:
+    """clip_timestamps as openai-whisper reads them ("start,end,start,..." seconds, or a list; "0"
+    or "" is the whole file), refused with a ValueError where the reference would silently go wrong:
+    not a number, negative, or a clip that doesn't start after the one before and end after it starts."""
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")] if value.strip() else []
+        try:
+            times = [float(item) for item in items]
+        except ValueError:
+            raise ValueError(f"clip timestamps: expected comma-separated seconds start,end,start,..., got {value!r}")
+    else:
+        times = [float(t) for t in value]
+    if any(not math.isfinite(t) or t < 0 for t in times):
+        raise ValueError(f"clip timestamps: expected finite seconds of 0 or more, got {value!r}")
+    # a clip's end after its start; the next clip's start at or after that end (the reference would
+    # decode an overlap twice, or skip a clip that ends before its start)
+    if any(b < a or (b == a and i % 2 == 0) for i, (a, b) in enumerate(zip(times, times[1:]))):
+        raise ValueError(f"clip timestamps: expected increasing start,end pairs that don't overlap, got {value!r}")
+    return times
+
+
+def clip_frames(times: list, n_content: int) -> list:
+    """[(start_frame, end_frame)] of the clips, as the reference pairs them (no times: the whole
+    file; an odd count: the last clip runs to the end). Ends past the audio's end are cut there:
+    the reference would go on decoding zero-length windows."""
+    points = [round(t * FRAMES_PER_SECOND) for t in times] or [0]
+    if len(points) % 2 == 1:
+        points.append(n_content)
+    return [(start, min(end, n_content)) for start, end in zip(points[::2], points[1::2]) if start < n_content]
+
+
+def check_long_form_options(*, batch_size=None, word_timestamps=False, clip_timestamps=None,
+                            hallucination_silence_threshold=None, timestamps=True):
+    """A ValueError, before any work, for options that would otherwise be silently ignored."""
+    clipped = bool(clip_timestamps) and list(clip_timestamps) != [0.0]
+    if hallucination_silence_threshold is not None:
+        if not math.isfinite(hallucination_silence_threshold) or hallucination_silence_threshold < 0:
+            raise ValueError("--hallucination-silence-threshold: expected seconds of 0 or more, "
+                             f"got {hallucination_silence_threshold}")
+        if not word_timestamps:
+            raise ValueError("--hallucination-silence-threshold needs --word-timestamps: it judges the words' timings")
+    for name, given in (("--clip-timestamps", clipped), ("--hallucination-silence-threshold",
+                                                         hallucination_silence_threshold is not None)):
+        if given and batch_size:
+            raise ValueError(f"{name} works window after window; it can't be used with --batch-size")
+        if given and not timestamps:
+            raise ValueError(f"{name}: this model was trained without timestamps, so it is cut at pauses instead")
+
+
+# the reference's punctuation for skipping words in the hallucination score (both sets, joined)
+PUNCTUATION = "\"'“¿([{-\"'.。,，!！?？:：”)]}、"
+
+
+def word_anomaly_score(word: dict) -> float:
+    """How unlike speech a word is: improbable, very short, or stretched over seconds."""
+    probability, duration = word.get("probability", 0.0), word["end"] - word["start"]
+    score = 0.0
+    if probability < 0.15:
+        score += 1.0
+    if duration < 0.133:
+        score += (0.133 - duration) * 15
+    if duration > 2.0:
+        score += duration - 2.0
+    return score
+
+
+def is_segment_anomaly(segment) -> bool:
+    """Whether a segment's first 8 words (punctuation aside) look hallucinated, as the reference judges."""
+    if segment is None or not segment["words"]:
+        return False
+    words = [w for w in segment["words"] if w["word"] not in PUNCTUATION][:8]
+    score = sum(word_anomaly_score(w) for w in words)
+    return score >= 3 or score + 0.01 >= len(words)
+
+
+def skip_hallucinations(current: list, threshold: float, seek: int, previous_seek: int, size: int, n_window: int,
+                        n_content: int, single_ending: bool, last_speech: float):
+    """openai-whisper's hallucination_silence_threshold for one window whose segments (`current`)
+    have words: Whisper invents text over long silences, so a suspect segment with silence on both
+    sides is dropped with everything after it, and the next window starts past the silence.
+    Returns (seek, whether to drop the whole window and decode again from seek)."""
+    time_offset = previous_seek / FRAMES_PER_SECOND
+    window_end = (previous_seek + n_window) / FRAMES_PER_SECOND
+    if not single_ending:
+        last_end = speech_end(current)
+        if last_end is not None and last_end > time_offset:
+            # little left after the last word: the window's end is no silence to step over
+            seek = round(last_end * FRAMES_PER_SECOND) if window_end - last_end > threshold else previous_seek + size
+    # a suspect first segment after a long silence: decode again from where it starts
+    first = next((s for s in current if s["words"]), None)
+    if first is not None and is_segment_anomaly(first):
+        gap = first["start"] - time_offset
+        if gap > threshold:
+            return previous_seek + round(gap * FRAMES_PER_SECOND), True
+    # a suspect segment between silences (or other suspects): drop it and what follows
+    last_end = last_speech
+    for i, segment in enumerate(current):
+        if not segment["words"]:
+            continue
+        if is_segment_anomaly(segment):
+            following = next((s for s in current[i + 1:] if s["words"]), None)
+            next_start = following["words"][0]["start"] if following is not None else time_offset + size / FRAMES_PER_SECOND
+            silence_before = segment["start"] - last_end > threshold or segment["start"] < threshold \
+                or segment["start"] - time_offset < 2.0
+            silence_after = next_start - segment["end"] > threshold or is_segment_anomaly(following) \
+                or window_end - segment["end"] < 2.0
+            if silence_before and silence_after:
+                seek = round(max(time_offset + 1, segment["start"]) * FRAMES_PER_SECOND)
+                if n_content / FRAMES_PER_SECOND - segment["end"] < threshold:
+                    seek = n_content
+                del current[i:]
+                break
+        last_end = segment["end"]
+    return seek, False
 
 
 def is_no_speech(result, no_speech_threshold, logprob_threshold) -> bool:
@@ -515,6 +665,22 @@ def none_if_negative(x: str):
     return None if value < 0 else value
 
 
+def seconds_type(x: str) -> float:
+    value = finite_number(x)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds of 0 or more, got {x}")
+    return value
+
+
+def clip_timestamps(x: str) -> str:
+    """--clip-timestamps as given, once parse_clip_timestamps accepts it."""
+    try:
+        parse_clip_timestamps(x)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("clip timestamps: "))
+    return x
+
+
 def token_ids(x: str) -> str:
     """--suppress-tokens as given, once every comma-separated item is a token id or -1."""
     items = [item.strip() for item in x.split(",") if item.strip()]
@@ -547,8 +713,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-speech-threshold", type=none_if_negative, default=0.6, help="negative disables")
     p.add_argument("--condition-on-previous-text", type=str_to_bool, default=True)
     p.add_argument("--initial-prompt", default=None, help="text to condition the first window on (names, spelling)")
+    p.add_argument("--carry-initial-prompt", action="store_true",
+                   help="put --initial-prompt before every window's prompt, not only the first's")
     p.add_argument("--suppress-tokens", type=token_ids, default="-1", help="comma-separated ids; -1 is the non-speech symbols")
     p.add_argument("--word-timestamps", action="store_true", help="word timings from cross-attention (DTW)")
+    p.add_argument("--clip-timestamps", type=clip_timestamps, default="0", metavar="START,END,...",
+                   help="transcribe only these clips (seconds); an odd count runs the last to the end; 0: all")
+    p.add_argument("--hallucination-silence-threshold", type=seconds_type, default=None, metavar="SECONDS",
+                   help="with --word-timestamps: skip silences longer than this around text that looks hallucinated")
     p.add_argument("--batch-size", type=positive_int, default=None, help="decode windows cut at silences N at a time")
     p.add_argument("--output-format", choices=["txt", "srt", "vtt", "json", "tsv", "all"], default=None,
                    help="write files to --output-dir (default: the text on stdout)")
@@ -561,6 +733,11 @@ def main(argv=None) -> int:
         device = check_device(args.device or default_device())
         if args.dtype == "int8" and device != "cpu":
             raise ValueError("--dtype int8 runs on the CPU only; on a GPU use fp16 or bf16")
+        if args.carry_initial_prompt and not args.initial_prompt:
+            raise ValueError("--carry-initial-prompt needs --initial-prompt: there is no prompt to carry")
+        check_long_form_options(batch_size=args.batch_size, word_timestamps=args.word_timestamps,
+                                clip_timestamps=parse_clip_timestamps(args.clip_timestamps),
+                                hallucination_silence_threshold=args.hallucination_silence_threshold)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -588,6 +765,9 @@ def main(argv=None) -> int:
             model = quantize_int8(model)
         print(f"loaded {args.model} on {device} in {time.time() - t0:.1f}s", file=sys.stderr)
         check_options(model, initial_prompt=args.initial_prompt, language=args.language, task=args.task)
+        check_long_form_options(clip_timestamps=parse_clip_timestamps(args.clip_timestamps),
+                                hallucination_silence_threshold=args.hallucination_silence_threshold,
+                                word_timestamps=args.word_timestamps, timestamps=getattr(model, "timestamps", True))
         if too_big := [t for t in args.suppress_tokens.split(",") if t.strip() and int(t) >= model.dims.n_vocab]:
             raise ValueError(f"--suppress-tokens {too_big[0].strip()}: the model's tokens are 0 to {model.dims.n_vocab - 1}")
     except (CheckpointError, RuntimeError, ValueError) as e:
@@ -600,7 +780,9 @@ def main(argv=None) -> int:
                    logprob_threshold=args.logprob_threshold, no_speech_threshold=args.no_speech_threshold,
                    condition_on_previous_text=args.condition_on_previous_text, initial_prompt=args.initial_prompt,
                    word_timestamps=args.word_timestamps, language=args.language, task=args.task,
-                   batch_size=args.batch_size, suppress_tokens=args.suppress_tokens)
+                   batch_size=args.batch_size, suppress_tokens=args.suppress_tokens,
+                   clip_timestamps=args.clip_timestamps, carry_initial_prompt=args.carry_initial_prompt,
+                   hallucination_silence_threshold=args.hallucination_silence_threshold)
 
     failed = 0
     for path in args.files:

@@ -697,25 +697,16 @@ def speech_spans(split_dir: str) -> dict:
     """{utterance id: (speech start, speech end, words or None)} from the *.words.jsonl under a split:
     the span covers the true words too (a word may start a little before the sound crosses the
     threshold)."""
-    import glob
+    from timing import read_word_records
 
     spans = {}
-    for path in sorted(glob.glob(os.path.join(split_dir, "**", "*.words.jsonl"), recursive=True)):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    start, end = (float(t) for t in record["speech"])
-                    words = None if record["words"] is None else [[str(w), float(a), float(b)]
-                                                                 for w, a, b in record["words"]]
-                except (ValueError, KeyError, TypeError) as e:
-                    print(f"warning: {path}:{n}: not a word-times record ({e}), skipped", file=sys.stderr)
-                    continue
-                if words:
-                    start, end = min(start, words[0][1]), max(end, words[-1][2])
-                spans[str(record["id"])] = (start, end, words)
+    for uid, (speech, words) in read_word_records(split_dir).items():
+        if speech is None:
+            continue
+        start, end = speech
+        if words:
+            start, end = min(start, words[0][1]), max(end, words[-1][2])
+        spans[uid] = (start, end, words)
     return spans
 
 

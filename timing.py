@@ -368,17 +368,18 @@ def add_word_timestamps(model, tokenizer, segments: list, mel: torch.Tensor, num
 # against the truth: word-time error, and choosing the alignment heads
 
 
-def read_word_times(root: str) -> dict:
-    """{utterance id: [(word, start, end)]} from every <speaker>-<chapter>.words.jsonl under root
-    (prepare_synthetic.py writes them): the transcript's words, times in seconds of the utterance's
-    audio. Utterances whose times espeak could not give ("words": null) are left out; a line that
-    isn't such a record is reported on stderr in one line and skipped."""
+def read_word_records(root: str) -> dict:
+    """{utterance id: (speech span or None, words or None)} from every <speaker>-<chapter>.words.jsonl
+    under root (prepare_synthetic.py writes them): where the sound starts and stops, and the
+    transcript's words [(word, start, end)], in seconds of the utterance's audio ("words": null where
+    espeak could not give them). A line that isn't such a record is reported on stderr in one line
+    and skipped."""
     import glob
     import json
     import os
     import sys
 
-    times = {}
+    records = {}
     for path in sorted(glob.glob(os.path.join(root, "**", "*.words.jsonl"), recursive=True)):
         with open(path, encoding="utf-8", errors="replace") as f:
             for n, line in enumerate(f, 1):
@@ -386,11 +387,19 @@ def read_word_times(root: str) -> dict:
                     continue
                 try:
                     record = json.loads(line)
-                    if record["words"] is not None:
-                        times[str(record["id"])] = [(str(w), float(a), float(b)) for w, a, b in record["words"]]
-                except (ValueError, KeyError, TypeError) as e:
+                    speech = record.get("speech")
+                    speech = None if speech is None else tuple(float(t) for t in speech)
+                    words = record["words"]
+                    words = None if words is None else [(str(w), float(a), float(b)) for w, a, b in words]
+                    records[str(record["id"])] = (speech, words)
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
                     print(f"warning: {path}:{n}: not a word-times record ({e}), skipped", file=sys.stderr)
-    return times
+    return records
+
+
+def read_word_times(root: str) -> dict:
+    """{utterance id: [(word, start, end)]} of read_word_records, for the utterances that have them."""
+    return {uid: words for uid, (_, words) in read_word_records(root).items() if words is not None}
 
 
 def sentence_case(text: str) -> str:

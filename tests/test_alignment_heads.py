@@ -149,3 +149,25 @@ def test_bad_inputs_are_one_line_and_exit_2(corpus, tmp_path, capsys):
     one_line_exit_2([str(corpus), "--model", str(ct2), "--find-alignment-heads", "--save"], capsys, str(ct2),
                     "CTranslate2")
     one_line_exit_2([str(corpus), "--save"], capsys, "--find-alignment-heads")
+
+
+def test_word_records_are_read_once_for_times_and_spans(tmp_path, capsys):
+    """One reader of words.jsonl serves eval.py's word times and the long-form file's speech spans:
+    a record without words keeps its span, a line that isn't a record is reported and skipped."""
+    import prepare_synthetic
+    import timing
+
+    folder = tmp_path / "1" / "2"
+    folder.mkdir(parents=True)
+    (folder / "1-2.words.jsonl").write_text(
+        '{"id": "1-2-0000", "speech": [0.3, 1.2], "words": [["HI", 0.25, 0.6], ["YOU", 0.7, 1.3]]}\n'
+        '{"id": "1-2-0001", "speech": [0.1, 0.9], "words": null}\n'
+        'not json\n'
+        '{"id": "1-2-0002", "words": [["A", 1]]}\n')
+    assert timing.read_word_records(str(tmp_path)) == {
+        "1-2-0000": ((0.3, 1.2), [("HI", 0.25, 0.6), ("YOU", 0.7, 1.3)]), "1-2-0001": ((0.1, 0.9), None)}
+    err = capsys.readouterr().err
+    assert err.count("not a word-times record") == 2 and "1-2.words.jsonl:3" in err and "1-2.words.jsonl:4" in err
+    assert timing.read_word_times(str(tmp_path)) == {"1-2-0000": [("HI", 0.25, 0.6), ("YOU", 0.7, 1.3)]}
+    assert prepare_synthetic.speech_spans(str(tmp_path)) == {
+        "1-2-0000": (0.25, 1.3, [("HI", 0.25, 0.6), ("YOU", 0.7, 1.3)]), "1-2-0001": (0.1, 0.9, None)}

@@ -272,6 +272,7 @@ _cfg = {}
 
 def init_worker(cfg: dict, parent: int = None):
     torch.set_num_threads(1)  # cores are used by processes; one thread also keeps results bit-identical
+    _cfg.clear()  # a second run in one process (tests, a notebook) must not keep the first one's options
     _cfg.update(cfg)
     if parent is not None:
         die_with(parent)

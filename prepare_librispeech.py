@@ -404,10 +404,10 @@ def process_chapter(chapter: dict) -> list:
             results.append(result)
         else:
             utterances.append(result[0])
+    most = _cfg.get("utterances_per_window") or len(utterances)
     previous, i = [], 0
     while i < len(utterances):
         pieces, segments, offset, j = [], [], 0, i
-        most = _cfg.get("utterances_per_window") or len(utterances)
         while j < len(utterances) and j - i < most and offset + len(utterances[j]["audio"]) <= window:
             u = utterances[j]
             start, end = (offset / SAMPLE_RATE + t for t in u["speech"])

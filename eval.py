@@ -193,10 +193,9 @@ def timed_utterance(model, audio, text, words, tokenizer, mel=None):
     output in place of the mel, and each window is aligned more than once."""
     from decoding import encode
 
-    utterance = timing.timed_utterance(model, audio, text, words, tokenizer)
-    mel = utterance["mel"] if mel is None else mel
+    utterance = timing.timed_utterance(model, audio, text, words, tokenizer, mel)
     with torch.inference_mode():
-        return {**utterance, "mel": encode(model, mel[None])[0]}
+        return {**utterance, "mel": encode(model, utterance["mel"][None])[0]}
 
 
 def summary_line(s: dict) -> str:

@@ -462,13 +462,14 @@ def error_summary(errors: np.ndarray) -> dict:
                 end_p90=float(np.percentile(errors[:, 1], 90)))
 
 
-def timed_utterance(model, audio: np.ndarray, text: str, words: list, tokenizer) -> dict:
+def timed_utterance(model, audio: np.ndarray, text: str, words: list, tokenizer, mel=None) -> dict:
     """What the functions below need of one utterance: its window's mel (audio.window_mel, as eval.py
-    and training feed it), the frames that hold audio, the true text's tokens and word times."""
+    and training feed it; `mel` if the caller has it already), the frames that hold audio, the true
+    text's tokens and word times."""
     from audio import SAMPLE_RATE, window_mel
 
     window = window_frames(model.dims.n_audio_ctx)
-    return dict(mel=window_mel(audio, model.dims), num_frames=min(window, len(audio) * FRAMES_PER_SECOND // SAMPLE_RATE),
+    return dict(mel=window_mel(audio, model.dims) if mel is None else mel, num_frames=min(window, len(audio) * FRAMES_PER_SECOND // SAMPLE_RATE),
                 tokens=tokenizer.encode(" " + sentence_case(text)), words=words)
 
 

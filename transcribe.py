@@ -235,7 +235,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                             if skip:  # the window started with a long silence: decode again after it
                                 continue
                         last_speech = speech_end(current, last_speech)
-                    finish_window(model, tokenizer, current, mel_window, size, word_timestamps=False)
+                    clear_empty_segments(current)  # after the words: the reference judges them first
                     segments += current
                     all_tokens += [t for s in current for t in s["tokens"]]
                     if not condition_on_previous_text or result.temperature > 0.5:
@@ -449,10 +449,15 @@ def finish_window(model, tokenizer, segments, mel_window, n_frames, word_timesta
 
         last_speech = add_word_timestamps(model, tokenizer, segments, mel_window, n_frames,
                                           last_speech_timestamp=last_speech)
+    return clear_empty_segments(segments), last_speech
+
+
+def clear_empty_segments(segments: list) -> list:
+    """Empty out (in place) the segments with no duration or no text, as the reference does."""
     for segment in segments:
         if segment["start"] == segment["end"] or not segment["text"].strip():
             segment.update(text="", tokens=[], words=[])
-    return segments, last_speech
+    return segments
 
 
 def silence_cuts(audio, n_content: int, max_frames: int = N_FRAMES) -> list:

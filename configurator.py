@@ -24,8 +24,8 @@ RULES = [
         "n_mels n_audio_ctx n_audio_state n_audio_head n_audio_layer n_text_ctx n_text_state n_text_head n_text_layer")),
     ("must not be negative", lambda v: v >= 0, (
         "max_iters warmup_iters lr_decay_iters eval_wer_utts profile_steps profile_skip freq_masks freq_mask_width "
-        "time_masks time_mask_width min_lr weight_decay grad_clip ctc_weight max_minutes")),
-    ("must be positive", lambda v: v > 0, "learning_rate eps"),
+        "time_masks time_mask_width min_lr weight_decay grad_clip ctc_weight guide_weight max_minutes")),
+    ("must be positive", lambda v: v > 0, "learning_rate eps guide_sigma"),
     ("must be in [0, 1)", lambda v: 0 <= v < 1, "dropout beta1 beta2"),
     ("expected one of 'cosine', 'linear'", lambda v: v in ("cosine", "linear"), "lr_schedule"),
     ("expected one of 'auto', 'float32', 'bfloat16'", lambda v: v in ("auto", "float32", "bfloat16"), "dtype"),

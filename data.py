@@ -309,6 +309,37 @@ def check_window(meta: dict, data_dir: str, n_frames: int):
     return meta.get("specials") if window else None
 
 
+def token_times(targets: torch.Tensor, rows: list, specials: dict, eot: int, token_bytes: np.ndarray) -> torch.Tensor:
+    """Where in the window each target token is spoken, in seconds, for train.py's attention guide
+    (NaN where unknown: the prompt, the special tokens, a row that is not a window).
+
+    A timestamp target is its own time. A text token is placed within its utterance's speech span
+    (the window's segments, known from the audio) in proportion to the bytes of text before its
+    middle: speech takes roughly as long as its letters, and the guide is a soft prior, not a
+    forced alignment. The segments' texts are found in the targets in order, in either target mode."""
+    times = torch.full(targets.shape, float("nan"))
+    for i, row in enumerate(rows):
+        entry = row[0] if isinstance(row, list) else row
+        if "segments" not in entry:
+            continue
+        ids = targets[i].tolist()
+        spoken = [j for j, t in enumerate(ids) if 0 <= t < eot]
+        texts = [text for _, _, text in entry["segments"]]
+        if [ids[j] for j in spoken] != [t for text in texts for t in text]:
+            continue  # not this row's text (should not happen): no guide rather than a wrong one
+        k = 0
+        for start, end, text in entry["segments"]:
+            lengths = np.maximum(token_bytes[text], 1).astype(np.float64)
+            middles = (np.cumsum(lengths) - lengths / 2) / lengths.sum()
+            for m in middles:
+                times[i, spoken[k]] = start + m * (end - start)
+                k += 1
+        for j, t in enumerate(ids):
+            if t >= specials["timestamp_begin"]:
+                times[i, j] = (t - specials["timestamp_begin"]) * 0.02
+    return times
+
+
 def ctc_targets(rows: list, n_audio_ctx: int) -> tuple:
     """CTC's inputs for a batch's rows (each a list of manifest entries): each row's characters
     (lower case, other symbols dropped, its utterances joined by spaces) concatenated, their counts,

@@ -66,14 +66,16 @@ class Alignment:
 
 
 @contextmanager
-def record_inputs(modules):
+def record_inputs(modules, detach: bool = True):
     """Within the block, {module: (x, xa)} holds what each attention module was last called with
-    (xa is None for self-attention). The blocks pass already layer-normed inputs."""
+    (xa is None for self-attention). The blocks pass already layer-normed inputs. A trainer that
+    backpropagates through weights recomputed from them keeps them attached (detach=False)."""
     seen = {}
 
     def hook(module, args, kwargs):
         xa = args[1] if len(args) > 1 else kwargs.get("xa")
-        seen[module] = (args[0].detach(), None if xa is None else xa.detach())
+        x = (args[0], xa)
+        seen[module] = tuple(t.detach() if detach and t is not None else t for t in x)
 
     handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in modules]
     try:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -31,12 +32,13 @@ import configurator
 from audio import spec_augment as mask_mel  # the config's bool has the name
 from audio import window_frames
 from cli import cpu_description
-from data import CTC_CHARS, ShardLoader, ctc_targets, iterate_batches, read_meta
+from data import CTC_CHARS, ShardLoader, ctc_targets, iterate_batches, read_meta, token_times
 from decoding import transcribe_windows
 from files import atomic_write, remove_stale_temps, temp_name
 from metrics import word_error_rate
 from model import ModelDimensions, Whisper, flops_per_utterance
 from pretrained import CheckpointError, from_pretrained, official_names, save_checkpoint
+from timing import attention_scores, record_inputs
 from tokenizer import tokenizer_for
 
 # -----------------------------------------------------------------------------------------------
@@ -66,6 +68,12 @@ dropout = 0.0  # residual dropout in every block (Whisper used none)
 # > 0: add this times a CTC loss over characters from a linear head on the encoder's output, which makes a
 # model trained from scratch listen much sooner (joint CTC-attention); the head is saved outside the model
 ctc_weight = 0.0
+# > 0 (windowed corpora): add this times a guided-attention loss (after Tachibana et al. 2017): every
+# cross-attention head of the decoder's upper half pays for its attention to audio far from where the
+# token it predicts is spoken (data.token_times), a Gaussian of guide_sigma seconds around that time
+# counting as near. It shows the decoder where to listen instead of leaving it to find out.
+guide_weight = 0.0
+guide_sigma = 0.25
 # data
 batch_size = 16  # rows (windows) per micro-step per process: one utterance each, or several with pack
 pack = False  # fill each window with consecutive utterances while they fit, instead of one and padding
@@ -239,13 +247,23 @@ class Trainee(torch.nn.Module):
         super().__init__()
         self.whisper = whisper
         self.ctc_head = torch.nn.Linear(whisper.dims.n_audio_state, 1 + len(CTC_CHARS)) if ctc_weight > 0 else None
+        blocks = whisper.decoder.blocks
+        self.guided = [b.cross_attn for b in blocks[len(blocks) // 2:]] if guide_weight > 0 else []
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor):
+        """(logits, CTC logits or None, the guided heads' attention (layers, B, heads, T, S) in fp32 or None)"""
         audio = self.whisper.encoder(mel)
-        logits = self.whisper.decoder(tokens, audio)
+        with record_inputs(self.guided, detach=False) as seen:
+            logits = self.whisper.decoder(tokens, audio)
         if device_type != "cpu":  # the CPU's loss reads autocast's bf16 logits (see the loss), a GPU's fp32
             logits = logits.float()
-        return logits, self.ctc_head(audio) if self.ctc_head is not None else None
+        # the guided heads' weights, recomputed from the inputs they had: the same parameters, so the
+        # guide's gradient reaches them as if taken through the attention itself. Not the encoder's
+        # output: the guide teaches the decoder where to look; the audio's features stay shaped by
+        # what it must read there (an encoder pulled by the guide could encode position, not sound)
+        weights = (torch.stack([attention_scores(a, seen[a][0], seen[a][1].detach()).softmax(-1) for a in self.guided])
+                   if self.guided else None)
+        return logits, self.ctc_head(audio) if self.ctc_head is not None else None, weights
 
 
 model = Trainee(whisper).to(device).train()
@@ -298,6 +316,11 @@ if not val_batches:
 wer_mels = [mel for batch in wer_batches for mel in batch[0]]
 wer_refs = [e["text"] for batch in wer_batches for e in batch[3]]
 timestamps = bool(loader.specials) and timestamp_probability > 0  # saved in the checkpoint: transcribe.py reads it
+if guide_weight > 0 and not loader.specials:
+    fail(f"{data_dir}: guide_weight needs a corpus prepared in windows (prepare_librispeech.py --window-seconds), "
+         f"whose utterance times it reads")
+# each text token's length, by which data.token_times spreads an utterance's tokens over its speech
+token_bytes = np.array([len(tokenizer.encoding.decode_single_token_bytes(t)) for t in range(tokenizer.eot)])
 del checkpoint  # all of it is in place now; a large model's copy would only take memory
 
 
@@ -325,6 +348,15 @@ def pad_text(tokens_in: torch.Tensor, targets: torch.Tensor) -> tuple:
     return F.pad(tokens_in, (0, extra), value=tokenizer.eot), F.pad(targets, (0, extra), value=-100)
 
 
+def attention_far(weights: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """(layers, B, heads, T, S) attention and (B, T) spoken times in seconds -> (layers, B, heads, T):
+    each query's expected distance penalty, 1 - exp(-d^2 / 2 sigma^2) for audio d seconds from its
+    token (audio token s is the 20 ms from 0.02 s; NaN times give garbage, masked by the caller)."""
+    centres = (torch.arange(weights.shape[-1], device=weights.device) + 0.5) * 0.02
+    d = centres - times.to(weights.device).nan_to_num(0.0)[:, None, :, None]  # (B, 1, T, S): every head alike
+    return (weights * (1 - torch.exp(-d.square() / (2 * guide_sigma**2)))).sum(-1)
+
+
 PEAK_FLOPS = {"A100": 312e12, "H100": 989e12, "H200": 989e12}  # dense bf16 per device
 peak_flops = None
 if device_type == "cuda":
@@ -346,14 +378,32 @@ def evaluate() -> dict:
     net = raw_model.whisper
     net.eval()
     loss_sum, n_tokens = 0.0, 0
+    # windows: how much of each cross-attention head's weight lies where its token is spoken (the
+    # guide's Gaussian of guide_sigma, whether or not this run is guided): the moment the decoder
+    # starts to listen is when some head's share rises well above that of attending evenly
+    # everywhere (~0.09 in a 7 s window)
+    heads = [b.cross_attn for b in net.decoder.blocks] if loader.specials else []
+    aligned, n_timed = torch.zeros(len(heads), dims.n_text_head), 0
     for i in range(rank, len(val_batches), world_size):
-        mel, tokens_in, targets, _ = val_batches[i]
-        with autocast:
+        mel, tokens_in, targets, entries = val_batches[i]
+        with autocast, record_inputs(heads) as seen:
             logits = net(mel.to(device), tokens_in.to(device))
+            weights = torch.stack([attention_scores(a, *seen[a]).softmax(-1) for a in heads]) if heads else None
         loss_sum += F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), reduction="sum").item()
         n_tokens += int((targets != -100).sum())
-    loss_sum, n_tokens = all_reduce([loss_sum, n_tokens])
+        if heads:
+            times = token_times(targets, entries, loader.specials, tokenizer.eot, token_bytes)
+            timed = ~times.isnan()
+            near = 1 - attention_far(weights, times).cpu()  # (layers, B, heads, T)
+            aligned += near.permute(0, 1, 3, 2)[:, timed].sum(1)
+            n_timed += int(timed.sum())
+    loss_sum, n_tokens, n_timed, *aligned_sums = all_reduce([loss_sum, n_tokens, n_timed, *aligned.flatten().tolist()])
     result = {"val_loss": loss_sum / n_tokens}
+    if heads and n_timed:
+        aligned = torch.tensor(aligned_sums).view(len(heads), -1) / n_timed
+        best = int(aligned.argmax())
+        result["aligned"] = {"best": float(aligned.max()), "head": divmod(best, aligned.shape[1]),
+                             "mean": float(aligned.mean()), "layers": aligned.mean(1).tolist()}
     if wer_mels:
         mine = list(range(rank, len(wer_mels), world_size))
         with autocast:
@@ -470,6 +520,7 @@ start_iter, t_start, start_seconds, synced_seconds = iter_num, time.time(), trai
 t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
 loss_sum_window = torch.zeros((), device=device)
 ctc_sum_window = torch.zeros((), device=device)
+guide_sum_window = torch.zeros((), device=device)
 bad_step = torch.zeros((), dtype=torch.long, device=device)  # the first step with a non-finite loss, 0 if none
 while True:
     lr = lr_at(iter_num, synced_seconds)
@@ -488,11 +539,15 @@ while True:
         improved = result["val_loss"] < best_val_loss
         best_val_loss = min(best_val_loss, result["val_loss"])
         wer_text = f", WER {100 * result['wer']:.2f}%" if "wer" in result else ""
-        log(f"eval {iter_num}: val loss {result['val_loss']:.4f}{wer_text} ({time.time() - t_eval:.1f}s, "
+        aligned = result.get("aligned")
+        aligned_text = (f", attention on the spoken audio {aligned['best']:.2f} (head {aligned['head'][0]}.{aligned['head'][1]}), "
+                        f"{aligned['mean']:.2f} mean" if aligned else "")
+        log(f"eval {iter_num}: val loss {result['val_loss']:.4f}{wer_text}{aligned_text} ({time.time() - t_eval:.1f}s, "
             f"{(time.time() - t_start) / 60:.1f} min so far)")
         if "example" in result:
             log(f"  ref: {result['example']['ref']}\n  hyp: {result['example']['hyp']}")
         write_log({"kind": "eval", "iter": iter_num, "val_loss": result["val_loss"], "wer": result.get("wer"),
+                   **({"aligned": aligned} if aligned else {}),
                    "minutes": (time.time() - t_start) / 60})
         if eval_only:
             break
@@ -512,14 +567,17 @@ while True:
     batches = []
     for _ in range(gradient_accumulation_steps):
         mel, tokens_in, targets, rows = loader.next_batch()
-        batches.append((mel, tokens_in, targets, ctc_targets(rows, dims.n_audio_ctx) if ctc_weight > 0 else None))
+        times = token_times(targets, rows, loader.specials, tokenizer.eot, token_bytes) if guide_weight > 0 else None
+        batches.append((mel, tokens_in, targets, ctc_targets(rows, dims.n_audio_ctx) if ctc_weight > 0 else None, times))
         window["seconds"] += sum(e["duration"] for row in rows for e in row)
-    n_tokens = sum(int((targets != -100).sum()) for _, _, targets, _ in batches)
-    n_chars = sum(len(ctc[0]) for *_, ctc in batches if ctc is not None)
+    n_tokens = sum(int((targets != -100).sum()) for _, _, targets, *_ in batches)
+    n_chars = sum(len(ctc[0]) for *_, ctc, _ in batches if ctc is not None)
+    n_timed = sum(int((~times.isnan()).sum()) for *_, times in batches if times is not None)
     # with the token count, the processes agree on the training time so far (they must stop together)
-    n_tokens_global, n_chars_global, synced_seconds = all_reduce([n_tokens, n_chars, train_seconds])
+    n_tokens_global, n_chars_global, n_timed_global, synced_seconds = all_reduce([n_tokens, n_chars, n_timed,
+                                                                                  train_seconds])
     synced_seconds /= world_size
-    for micro_step, (mel, tokens_in, targets, ctc) in enumerate(batches):
+    for micro_step, (mel, tokens_in, targets, ctc, times) in enumerate(batches):
         n_text = tokens_in.shape[1]  # the FLOPs count the text, not pad_text's padding
         tokens_in, targets = pad_text(tokens_in, targets)
         if device_type == "cuda":  # from pinned memory the copy doesn't wait for the GPU to finish the last step
@@ -532,7 +590,7 @@ while True:
         sync = micro_step == len(batches) - 1
         with model.no_sync() if ddp and not sync else nullcontext():
             with autocast:
-                logits, ctc_logits = model(mel, tokens_in)
+                logits, ctc_logits, weights = model(mel, tokens_in)
             # Outside autocast, which would cast a CPU's bf16 logits to fp32 first: the CPU's fp32
             # log-softmax over the whole vocabulary is slow. The per-token losses are summed in fp32.
             loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").float().sum()
@@ -544,6 +602,12 @@ while True:
                                      reduction="sum", zero_infinity=True)
                 loss = loss + ctc_weight * ctc_sum * world_size / n_chars_global
                 ctc_sum_window += ctc_sum.detach() / n_chars_global
+            if weights is not None and n_timed_global > 0:
+                timed = ~times.isnan()
+                far = attention_far(weights[:, :, :, : times.shape[1]], times).mean(dim=(0, 2))  # over layers, heads
+                guide_sum = far[timed.to(device)].sum()
+                loss = loss + guide_weight * guide_sum * world_size / n_timed_global
+                guide_sum_window += guide_sum.detach() / n_timed_global
             loss.backward()
         loss_sum_window += loss_sum.detach() / n_tokens_global
         window["flops"] += mel.shape[0] * flops_per_utterance(dims, mel.shape[-1] // 2, n_text)
@@ -554,7 +618,8 @@ while True:
     optimizer.zero_grad(set_to_none=True)
     iter_num += 1
     # kept on the device, so that the host needn't wait for the step; read at the next log or eval
-    bad_step = torch.where((bad_step == 0) & ~torch.isfinite(loss_sum_window + ctc_sum_window), iter_num, bad_step)
+    bad_step = torch.where((bad_step == 0) & ~torch.isfinite(loss_sum_window + ctc_sum_window + guide_sum_window),
+                           iter_num, bad_step)
     train_seconds += time.time() - t_step
     if profiler is not None:
         t_profiler = time.time()
@@ -564,20 +629,24 @@ while True:
     if iter_num % log_interval == 0:
         stop_if_diverged()
         # one sync per log_interval: the summed loss of all processes, averaged over the window
-        loss, ctc, tokens, seconds = all_reduce([loss_sum_window.item(), ctc_sum_window.item(), window["tokens"],
-                                                 window["seconds"]])
-        loss, ctc, elapsed = loss / window["steps"], ctc / window["steps"], time.time() - t_log
+        loss, ctc, guide, tokens, seconds = all_reduce([loss_sum_window.item(), ctc_sum_window.item(),
+                                                        guide_sum_window.item(), window["tokens"], window["seconds"]])
+        loss, ctc, guide, elapsed = (loss / window["steps"], ctc / window["steps"], guide / window["steps"],
+                                     time.time() - t_log)
         mfu = window["flops"] / elapsed / peak_flops if peak_flops else None
         norm = grad_norm.item() if grad_norm is not None else float("nan")
-        log(f"iter {iter_num}: loss {loss:.4f}{f', ctc {ctc:.4f}' if ctc_weight > 0 else ''}, lr {lr:.2e}, "
+        log(f"iter {iter_num}: loss {loss:.4f}{f', ctc {ctc:.4f}' if ctc_weight > 0 else ''}"
+            f"{f', guide {guide:.4f}' if guide_weight > 0 else ''}, lr {lr:.2e}, "
             f"grad norm {norm:.2f}, {1000 * elapsed / window['steps']:.0f} ms/step, {tokens / elapsed:.0f} tok/s, "
             f"{seconds / elapsed:.1f} audio s/s, MFU {f'{100 * mfu:.1f}%' if mfu is not None else 'n/a'}")
         write_log({"kind": "train", "iter": iter_num, "loss": loss, **({"ctc": ctc} if ctc_weight > 0 else {}),
+                   **({"guide": guide} if guide_weight > 0 else {}),
                    "lr": lr, "grad_norm": norm, "tokens_per_s": tokens / elapsed, "audio_s_per_s": seconds / elapsed,
                    "mfu": mfu, "minutes": (time.time() - t_start) / 60})
         t_log, window = time.time(), {"steps": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0}
         loss_sum_window.zero_()
         ctc_sum_window.zero_()
+        guide_sum_window.zero_()
 
 if profiler is not None:
     if iter_num - start_iter <= profile_skip:

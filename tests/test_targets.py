@@ -233,6 +233,44 @@ def test_target_tokens_one_by_one(corpus):
         assert tokens_in[i, n + 1].item() == stamp(row["segments"][0][0])
 
 
+def test_token_times_place_each_target_in_its_utterance(corpus):
+    """The attention guide's times: a timestamp target is its own time; each text token lies inside
+    its utterance's span, in order, the same in both target modes; everything else (prompt, sot
+    sequence, <|notimestamps|>, eot, padding) has none."""
+    from data import iterate_batches, token_times
+    from tokenizer import get_tokenizer
+
+    root, _ = corpus
+    tok = get_tokenizer(False)
+    token_bytes = np.array([len(tok.encoding.decode_single_token_bytes(t)) for t in range(tok.eot)])
+    specials = json.loads((root / "w3" / "meta.json").read_text())["specials"]
+
+    def text_times(p_timestamps):
+        _, _, targets, rows = next(iterate_batches(str(root / "w3"), "train", 8, 300, None, p_timestamps, 1.0))
+        times = token_times(targets, rows, specials, tok.eot, token_bytes)
+        found = []
+        for i, (first, _, last_whole, cut) in enumerate(WINDOWS):
+            segments, cut_start, _ = expected_layout(first, last_whole, cut)
+            ids, t = targets[i].tolist(), times[i].tolist()
+            for j, token in enumerate(ids):
+                if token >= tok.timestamp_begin:
+                    assert t[j] == pytest.approx((token - tok.timestamp_begin) * 0.02)
+                elif not 0 <= token < tok.eot:  # ignored (the prompt, padding) or special
+                    assert np.isnan(t[j]), (i, j, token)
+            text = [(j, t[j]) for j, token in enumerate(ids) if 0 <= token < tok.eot]
+            k = 0
+            for start, end, words in segments:
+                n = len(tok.encode(" " + words.capitalize()))
+                mine = [time for _, time in text[k: k + n]]
+                assert all(start < a < b < end for a, b in zip(mine, mine[1:])) and start < mine[0] < end, (i, mine)
+                k += n
+            assert k == len(text)
+            found.append([time for _, time in text])
+        return found
+
+    assert text_times(1.0) == text_times(0.0)
+
+
 def test_librispeech_spans_come_from_the_audio(tmp_path):
     """Without words.jsonl, a segment is the utterance's speech as its energy shows it: the tones."""
     write_corpus(tmp_path / "raw", words=False)
@@ -364,17 +402,17 @@ def train_run(data_dir, out_dir, *extra, nproc=1):
             "--n_audio_state=64", "--n_audio_head=2", "--n_audio_layer=2", "--n_text_state=64", "--n_text_head=2",
             "--n_text_layer=2", "--eval_at_start=False", "--eval_iters=1", "--eval_wer_utts=2", "--eval_sample_len=8",
             "--eval_interval=100", "--log_interval=1", "--warmup_iters=2", "--lr_decay_iters=6", "--device=cpu",
-            "--timestamp_probability=0.5", "--prompt_probability=0.5", "--ctc_weight=0.5", *extra]
+            "--timestamp_probability=0.5", "--prompt_probability=0.5", "--ctc_weight=0.5", "--guide_weight=0.5", *extra]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     with open(os.path.join(out_dir, "log.jsonl")) as f:
         rows = [json.loads(line) for line in f]
-    return {r["iter"]: (r["loss"], r["ctc"]) for r in rows if r["kind"] == "train"}
+    return {r["iter"]: (r["loss"], r["ctc"], r["guide"]) for r in rows if r["kind"] == "train"}
 
 
 def test_windows_resume_exactly_and_ddp_matches_one_process(corpus, tmp_path):
-    """With mixed targets, prompts and the CTC loss (which stops at a cut): a run stopped after 3 steps
+    """With mixed targets, prompts, the CTC loss (which stops at a cut) and the attention guide: a run stopped after 3 steps
     and resumed has the uninterrupted run's losses, and two processes match one."""
     root, _ = corpus
     data_dir = root / "w3"

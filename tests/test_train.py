@@ -213,11 +213,22 @@ def test_config_errors_name_the_key_and_file(tmp_path):
     (["--batch_size=0"], "error: batch_size=0: must be at least 1"),  # once a ZeroDivisionError in the loader
     (["--log_interval=0"], "error: log_interval=0: must be at least 1"),  # once a ZeroDivisionError after step 1
     (["--max_iters=-1"], "error: max_iters=-1: must not be negative"),
+    (["--guide_sigma=0"], "error: guide_sigma=0.0: must be positive"),  # a division by zero in the guide
 ])
 def test_train_py_exits_with_one_clear_line(args, needle):
     proc = train(*args, check=False, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(needle), proc.stderr
+
+
+def test_guide_needs_a_windowed_corpus(corpus, tmp_path):
+    """The attention guide reads utterance times that only windows have: one line, before any step."""
+    _, shards, _ = corpus
+    proc = train(f"--data_dir={shards}", f"--out_dir={tmp_path / 'out'}", *TINY, "--batch_size=2", "--guide_weight=1.0",
+                 check=False, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: {shards}: guide_weight needs a corpus prepared in windows (prepare_librispeech.py --window-seconds), "
+        "whose utterance times it reads"), proc.stderr
 
 
 def test_eval_py_rejects_a_zero_batch_in_one_line(tmp_path):

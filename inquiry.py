@@ -3,13 +3,14 @@ Figures that explain Whisper, each computed from a real model on real audio, off
 
     python inquiry.py --out docs/inquiry                        # tiny.en on ../shared/data/jfk.flac
     python inquiry.py --model base.en --audio talk.flac --log out/log.jsonl --out /tmp/inquiry
+    python inquiry.py --log out-a/log.jsonl --log out-b/log.jsonl --out /tmp/inquiry   # two runs compared
 
 Writes PNGs and DIR/README.md with one paragraph per figure, numbers filled in from the run:
 what the network sees (waveform, log-mel, the 30 s window), what its parts cost (parameters per
 component of every official size, from the dims alone), how it knows where and when (positional
 embeddings), where it looks while it writes each word (alignment heads, DTW, word boundaries from
 timing.py), how focused each head is (attention entropy), how its vocabulary is laid out, and,
-given a train.py log, how training went.
+given train.py logs, how training went and when the decoder started to listen.
 """
 import argparse
 import json
@@ -341,35 +342,57 @@ def read_log(path: str) -> list:
     return rows
 
 
-def figure_training(rows: list, png: str, title: str) -> dict:
+def figure_training(runs: list, png: str) -> dict:
+    """Curves of one or more train.py logs, runs = [(label, rows)], each run one colour in every
+    panel: loss (train solid, val dashed), WER, attention on the spoken audio (windowed runs: best
+    head solid, mean of the heads dotted) and learning rate. Returns the last values of each run."""
     number = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731
 
-    def series(key):  # (step, value) wherever the value is a number; the line number when there's no step
+    def series(rows, key):  # (step, value) wherever the value is a number; the line number when there's no step
         points = [(r["iter"] if number(r.get("iter")) else i, r[key]) for i, r in enumerate(rows) if number(r.get(key))]
         return np.array(points, dtype=float).reshape(-1, 2)
 
-    data = {key: series(key) for key in ("loss", "val_loss", "wer", "lr")}
-    panels = [p for p in (("loss", "val_loss"), ("wer",), ("lr",)) if any(len(data[k]) for k in p)]
+    keys = ("loss", "val_loss", "wer", "aligned_best", "aligned_mean", "lr")
+    data = []
+    for _, rows in runs:
+        for r in rows:  # train.py's windowed runs: how much cross-attention lies where each token is spoken
+            aligned = r.get("aligned")
+            if isinstance(aligned, dict):
+                r["aligned_best"], r["aligned_mean"] = aligned.get("best"), aligned.get("mean")
+        data.append({key: series(rows, key) for key in keys})
+    panels = [p for p in (("loss", "val_loss"), ("wer",), ("aligned_best", "aligned_mean"), ("lr",))
+              if any(len(d[k]) for d in data for k in p)]
     if not panels:
-        return {"n_rows": len(rows), "panels": 0}
+        return {"runs": [{"label": label, "n_rows": len(rows)} for label, rows in runs], "panels": 0}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), layout="constrained", squeeze=False)
-    names = {"loss": "train loss", "val_loss": "val loss", "wer": "WER (%)", "lr": "learning rate"}
-    for ax, keys in zip(axes[0], panels):
-        for key in keys:
-            if len(data[key]):
-                x, y = data[key].T
-                y = 100 * y if key == "wer" else y
-                ax.plot(x, y, "o-" if len(x) < 30 else "-", markersize=3, label=names[key])
-        ax.set(xlabel="step", ylabel=names[keys[0]] if len(keys) == 1 else "loss (nats/token)")
-        if keys[0] == "loss":
-            ax.legend()
-    fig.suptitle(title)
+    styles = {"val_loss": "--", "aligned_mean": ":"}
+    ylabels = {"loss": "loss (nats/token; val dashed)", "wer": "WER (%)",
+               "aligned_best": "attention on the spoken audio\n(best head; mean dotted)", "lr": "learning rate"}
+    for ax, panel in zip(axes[0], panels):
+        for colour, ((label, _), d) in enumerate(zip(runs, data)):
+            for key in panel:
+                if len(d[key]):
+                    x, y = d[key].T
+                    y = 100 * y if key == "wer" else y
+                    ax.plot(x, y, styles.get(key, "-"), color=f"C{colour}", marker="o" if len(x) < 30 else None,
+                            markersize=3, label=label if key == panel[0] else None)
+        ax.set(xlabel="step", ylabel=ylabels[panel[0]])
+        if panel[0] == "aligned_best":
+            ax.set_ylim(0, 1)
+        if panel[0] == "wer":
+            ax.set_ylim(0, min(ax.get_ylim()[1], 300))  # a looping run's 1000% would flatten the rest
+    axes[0][0].legend()
+    fig.suptitle(", ".join(label for label, _ in runs))
     save(fig, png)
-    last = lambda key: float(data[key][-1, 1]) if len(data[key]) else None  # noqa: E731
-    steps = [int(d[-1, 0]) for d in data.values() if len(d)]
-    return {"n_rows": len(rows), "panels": len(panels), "last_step": max(steps), "loss": last("loss"),
-            "val_loss": last("val_loss"), "wer": last("wer"),
-            "lr_max": float(data["lr"][:, 1].max()) if len(data["lr"]) else None}
+
+    def last(d, key):
+        return float(d[key][-1, 1]) if len(d[key]) else None
+
+    return {"panels": len(panels), "runs": [
+        {"label": label, "n_rows": len(rows), "last_step": max(int(v[-1, 0]) for v in d.values() if len(v)),
+         "loss": last(d, "loss"), "val_loss": last(d, "val_loss"), "wer": last(d, "wer"),
+         "aligned": last(d, "aligned_best"), "lr_max": float(d["lr"][:, 1].max()) if len(d["lr"]) else None}
+        for (label, rows), d in zip(runs, data) if any(len(v) for v in d.values())]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -388,7 +411,7 @@ def synthetic_speech(text: str = SYNTHETIC_SENTENCE) -> np.ndarray:
 
 
 def run(model: Whisper, audio: np.ndarray, out_dir: str, model_name: str = "model", audio_name: str = "audio",
-        log_path: str = None, audio_note: str = "") -> dict:
+        log_paths: list = (), audio_note: str = "") -> dict:
     """Write every figure and README.md into out_dir; returns the numbers behind them, with the
     alignment whose words (what timing.word_timings returns for this audio) the figure shows."""
     os.makedirs(out_dir, exist_ok=True)
@@ -450,15 +473,15 @@ def run(model: Whisper, audio: np.ndarray, out_dir: str, model_name: str = "mode
     facts["model_table"] = parameter_table(dims)
     figures["vocabulary"] = png("vocabulary")
     facts["vocabulary"] = figure_vocabulary(png("vocabulary"))
-    if log_path:
-        facts["training"] = figure_training(read_log(log_path), png("training"), log_path)
+    if log_paths:
+        facts["training"] = figure_training([(run_label(path), read_log(path)) for path in log_paths], png("training"))
         if facts["training"]["panels"]:
             figures["training"] = png("training")
     lap("other figures")
 
     facts["readme"] = os.path.join(out_dir, "README.md")
     with open(facts["readme"], "w") as f:
-        f.write(readme(facts, model_name, audio_name, audio_note, log_path))
+        f.write(readme(facts, model_name, audio_name, audio_note, log_paths))
     return facts
 
 
@@ -471,7 +494,12 @@ def compare(a: float, b: float, more: str, less: str, same: str = "about the sam
     return more if a > b * 1.05 else less if a < b / 1.05 else same
 
 
-def readme(facts: dict, model_name: str, audio_name: str, audio_note: str, log_path: str) -> str:
+def run_label(log_path: str) -> str:
+    """A run's name in the legend: its out_dir (out-synth/log.jsonl -> out-synth)."""
+    return os.path.basename(os.path.dirname(os.path.abspath(log_path))) or log_path
+
+
+def readme(facts: dict, model_name: str, audio_name: str, audio_note: str, log_paths: list) -> str:
     u, e, p = facts["utterance"], facts["entropy"], facts["positions"]
     tables = facts["architecture"]["tables"]
     tiny, large, turbo = tables["tiny.en"], tables["large-v3"], tables["large-v3-turbo"]
@@ -583,14 +611,22 @@ def readme(facts: dict, model_name: str, audio_name: str, audio_note: str, log_p
         t = facts["training"]
         out.append("## Training\n")
         if t["panels"]:
-            parts = [f"last train loss {t['loss']:.3f}" if t["loss"] is not None else "",
-                     f"last val loss {t['val_loss']:.3f}" if t["val_loss"] is not None else "",
-                     f"last WER {100 * t['wer']:.1f}%" if t["wer"] is not None else "",
-                     f"peak learning rate {t['lr_max']:.2e}" if t["lr_max"] is not None else ""]
-            out.append(f"![training curves](training.png)\n\nLoss, WER and learning rate from `{log_path}` "
-                       f"({t['n_rows']} log lines, up to step {t['last_step']}): {', '.join(x for x in parts if x)}.\n")
+            logs = ", ".join(f"`{path}`" for path in log_paths)
+            out.append(f"![training curves](training.png)\n\nLoss, WER, the cross-attention's weight on the audio "
+                       f"where each token is spoken (train.py's windowed runs log it at every eval: a head that "
+                       f"spreads its weight evenly over a 7 s window puts ~0.09 there, one that follows the speech most of it) and the learning "
+                       f"rate, from {logs}. Last values:\n")
+            for r in t["runs"]:
+                parts = [f"train loss {r['loss']:.3f}" if r["loss"] is not None else "",
+                         f"val loss {r['val_loss']:.3f}" if r["val_loss"] is not None else "",
+                         f"WER {100 * r['wer']:.1f}%" if r["wer"] is not None else "",
+                         f"attention on the spoken audio {r['aligned']:.2f} (best head)" if r["aligned"] is not None else "",
+                         f"peak learning rate {r['lr_max']:.2e}" if r["lr_max"] is not None else ""]
+                out.append(f"- {r['label']} ({r['n_rows']} log lines, up to step {r['last_step']}): "
+                           f"{', '.join(x for x in parts if x)}")
+            out.append("")
         else:
-            out.append(f"`{log_path}` has {t['n_rows']} lines, none with loss, val_loss, wer or lr: no figure.\n")
+            out.append(f"{', '.join(log_paths)}: no line with loss, val_loss, wer or lr: no figure.\n")
     return "\n".join(out)
 
 
@@ -598,7 +634,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny.en", help="official name, .pt file, CTranslate2 dir or training checkpoint")
     parser.add_argument("--audio", default=None, help=f"audio file (default: {DEFAULT_AUDIO}, else synthetic speech)")
-    parser.add_argument("--log", default=None, help="a train.py log (out/log.jsonl) for the training curves")
+    parser.add_argument("--log", action="append", default=[],
+                        help="a train.py log (out/log.jsonl) for the training curves; repeat it to compare runs")
     parser.add_argument("--out", required=True, help="folder for the PNGs and README.md")
     args = parser.parse_args(argv)
 
@@ -606,8 +643,9 @@ def main(argv=None) -> int:
     from pretrained import CheckpointError, from_pretrained
 
     try:
-        if args.log and not os.path.isfile(args.log):
-            raise FileNotFoundError(f"{args.log}: no such file")
+        for path in args.log:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{path}: no such file")
         note = ""
         if args.audio:
             audio, name = load_audio(args.audio), args.audio

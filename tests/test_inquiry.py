@@ -33,9 +33,10 @@ def load_window(audio):
 
 def write_train_log(path):
     """A log in train.py's format, with the oddities a reader must survive."""
-    rows = [{"kind": "eval", "iter": 0, "val_loss": 9.0, "wer": 1.0}]
+    rows = [{"kind": "eval", "iter": 0, "val_loss": 9.0, "wer": 1.0, "aligned": {"best": 0.1, "mean": 0.05}}]
     rows += [{"kind": "train", "iter": i, "loss": 9.0 / (1 + i / 50), "lr": 1e-3 * min(1, i / 100)} for i in range(10, 301, 10)]
-    rows += [{"kind": "eval", "iter": 300, "val_loss": 3.0, "wer": None}, {"kind": "eval", "iter": 300, "val_loss": 2.5}]
+    rows += [{"kind": "eval", "iter": 300, "val_loss": 3.0, "wer": None, "aligned": {"best": 0.6, "mean": 0.3}},
+             {"kind": "eval", "iter": 300, "val_loss": 2.5}]
     with open(path, "w") as f:
         f.write("\n".join(json.dumps(r) for r in rows) + "\nnot json\n[1, 2]\n")
 
@@ -45,9 +46,12 @@ def synthetic_run(ours, tts, tmp_path_factory):
     import inquiry
 
     out = tmp_path_factory.mktemp("inquiry_synthetic")
-    write_train_log(out / "log.jsonl")
+    logs = [out / "run-a" / "log.jsonl", out / "run-b" / "log.jsonl"]
+    for log in logs:
+        log.parent.mkdir()
+        write_train_log(log)
     audio = tts(SENTENCE)
-    facts = inquiry.run(ours, audio, str(out / "figures"), "tiny.en", "synthetic", str(out / "log.jsonl"))
+    facts = inquiry.run(ours, audio, str(out / "figures"), "tiny.en", "synthetic", [str(log) for log in logs])
     return facts, audio
 
 
@@ -83,8 +87,12 @@ def test_synthetic_run_writes_every_figure(synthetic_run):
     facts, _ = synthetic_run
     page = check_page(facts, {"utterance", "alignment", "entropy", "positions", "architecture", "vocabulary", "training"})
     assert "country" in facts["transcript"].lower()
-    assert "last val loss 2.500" in page and "peak learning rate 1.00e-03" in page
-    assert facts["training"]["wer"] == 1.0  # the only numeric WER; None is skipped
+    for run in ("run-a", "run-b"):  # each log is a run of the figure and a line of the page
+        assert f"- {run} (33 log lines, up to step 300): " in page
+    assert "val loss 2.500" in page and "peak learning rate 1.00e-03" in page
+    assert "attention on the spoken audio 0.60 (best head)" in page
+    assert facts["training"]["panels"] == 4
+    assert [r["wer"] for r in facts["training"]["runs"]] == [1.0, 1.0]  # the only numeric WER; None is skipped
 
 
 def test_jfk_run_writes_every_figure(jfk_run):

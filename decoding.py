@@ -80,6 +80,7 @@ def decode(
     max_initial_timestamp: Optional[float] = 1.0,
     prompt=None,
     prefix=None,
+    prefix_in_text: bool = False,
     suppress_tokens="-1",
     suppress_blank: bool = True,
     sample_len: Optional[int] = None,
@@ -93,6 +94,9 @@ def decode(
         `length_penalty` (None: divide log-prob by length; alpha: Google NMT ((5 + len) / 6) ** alpha).
     temperature > 0 samples instead of taking the argmax; best_of keeps the best of that many samples.
     suppress_tokens: "-1" means the non-speech symbols; the special tokens are always suppressed.
+    prefix_in_text: decode `prefix` as faster-whisper (CTranslate2) does: it begins the window's text, so
+        its tokens lead each result and the token after it is not held to the rules of a text's first
+        token (a timestamp first); otherwise, as openai-whisper, it only conditions what is decoded.
     """
     if beam_size is not None and best_of is not None:
         raise ValueError("beam_size and best_of can't be given together")
@@ -125,10 +129,12 @@ def decode(
     n_ctx = model.dims.n_text_ctx
     sample_len = sample_len or n_ctx // 2
     start = list(tokenizer.sot_sequence if timestamps else tokenizer.sot_sequence_including_notimestamps)
+    forced = []  # the prefix as it is decoded
     if prefix:
         prefix_ids = tokenizer.encode(" " + prefix.strip()) if isinstance(prefix, str) else list(prefix)
         keep = n_ctx // 2 - sample_len  # room left in the first half of the context, if any
-        start += prefix_ids[-keep:] if keep > 0 else prefix_ids
+        forced = prefix_ids[-keep:] if keep > 0 else prefix_ids
+        start += forced
     if prompt:
         prompt_ids = tokenizer.encode(" " + prompt.strip()) if isinstance(prompt, str) else list(prompt)
         start = [tokenizer.sot_prev] + prompt_ids[-(n_ctx // 2 - 1) :] + start
@@ -138,7 +144,8 @@ def decode(
         initial[:, sot_index + 1] = torch.tensor([tokenizer.language_token(c) for c in languages])
 
     rules = _LogitRules(tokenizer, sample_begin, suppress_tokens, suppress_blank, timestamps, max_initial_timestamp,
-                        n_audio_ctx=model.dims.n_audio_ctx)
+                        n_audio_ctx=model.dims.n_audio_ctx, free_start=prefix_in_text and bool(forced))
+    kept = forced if prefix_in_text else []
     n_group = beam_size or best_of or 1
     tokens = initial.repeat_interleave(n_group, dim=0)
     sum_logprobs = torch.zeros(tokens.shape[0], device=tokens.device)
@@ -177,7 +184,7 @@ def decode(
 
     results = []
     for i, group in enumerate(candidates):
-        group = [(seq[sample_begin : seq.index(tokenizer.eot, sample_begin)], score) for seq, score in group]
+        group = [(kept + seq[sample_begin : seq.index(tokenizer.eot, sample_begin)], score) for seq, score in group]
         best, score = max(group, key=lambda c: score_with_length_penalty(c[1], len(c[0]), length_penalty))
         results.append(
             DecodeResult(
@@ -285,8 +292,9 @@ class _LogitRules:
     and the timestamp grammar (timestamps come in non-decreasing pairs around text)."""
 
     def __init__(self, tokenizer, sample_begin, suppress_tokens, suppress_blank, timestamps, max_initial_timestamp,
-                 n_audio_ctx=1500):
+                 n_audio_ctx=1500, free_start=False):
         self.tokenizer, self.sample_begin, self.timestamps = tokenizer, sample_begin, timestamps
+        self.free_start = free_start  # the first sampled token continues a text: no timestamp rules for it
         suppress = []
         if isinstance(suppress_tokens, str):
             suppress = [int(t) for t in suppress_tokens.split(",") if t.strip()]
@@ -318,6 +326,8 @@ class _LogitRules:
         ts_begin, eot = self.tokenizer.timestamp_begin, self.tokenizer.eot
         logits[:, self.tokenizer.no_timestamps] = inf
         logits[:, ts_begin + self.last_index + 1 :] = inf  # past a short window's end (none for 30 s windows)
+        if at_start and self.free_start:
+            return
         sampled = tokens[:, self.sample_begin :].tolist()
         for k, seq in enumerate(sampled):
             last_ts = len(seq) >= 1 and seq[-1] >= ts_begin

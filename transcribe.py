@@ -112,7 +112,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4, logprob_threshold=-1.0,
                no_speech_threshold=0.6, condition_on_previous_text=True, initial_prompt=None, word_timestamps=False,
                language=None, task="transcribe", batch_size=None, suppress_tokens="-1", progress=False,
-               clip_timestamps="0", carry_initial_prompt=False, hallucination_silence_threshold=None) -> dict:
+               clip_timestamps="0", carry_initial_prompt=False, hallucination_silence_threshold=None, prefix=None,
+               hotwords=None, without_timestamps=False) -> dict:
     """16 kHz samples -> {"text", "segments", "language", "language_probability"}.
 
     Each segment has id, seek, start, end, text, tokens, temperature, avg_logprob,
@@ -123,6 +124,11 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     puts the initial prompt before every window's prompt, not only the first's; and
     hallucination_silence_threshold (seconds; needs word_timestamps) skips a silence longer than
     that around a segment whose words look hallucinated, and drops the segment.
+
+    As in faster-whisper: prefix is the start of the first window's text (the first decoded; after
+    <|0.00|> when there are timestamps), which the model continues and the transcript includes;
+    hotwords go before the previous text in every window's prompt, except the one given the prefix;
+    without_timestamps decodes text only, one segment per window covering the window.
     """
     from tqdm import tqdm
 
@@ -131,14 +137,15 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     clips = parse_clip_timestamps(clip_timestamps)
     check_long_form_options(batch_size=batch_size, word_timestamps=word_timestamps, clip_timestamps=clips,
                             hallucination_silence_threshold=hallucination_silence_threshold,
-                            timestamps=getattr(model, "timestamps", True))
+                            timestamps=getattr(model, "timestamps", True), prefix=prefix, hotwords=hotwords)
     temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
     decode_options = dict(temperatures=temperatures, compression_ratio_threshold=compression_ratio_threshold,
                           logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
                           beam_size=beam_size, best_of=best_of, patience=patience, length_penalty=length_penalty,
                           suppress_tokens=suppress_tokens)
     if not getattr(model, "timestamps", True):
-        check_options(model, initial_prompt=initial_prompt, language=language, task=task)  # before any work
+        check_options(model, initial_prompt=initial_prompt, language=language, task=task, prefix=prefix,
+                      hotwords=hotwords)  # before any work
         return transcribe_short_windows(model, audio, batch_size=batch_size, word_timestamps=word_timestamps,
                                         progress=progress, **decode_options)
     audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
@@ -147,7 +154,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
     language, language_probability = resolve_language(model, mel, language, task)
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
-    decode_options.update(tokenizer=tokenizer, timestamps=True)
+    decode_options.update(tokenizer=tokenizer, timestamps=not without_timestamps, prefix_in_text=True)
 
     def window(seek: int, size: int) -> torch.Tensor:
         # like the reference: the content frames, then zero frames (not the mel of silence) to the window's end
@@ -160,6 +167,20 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
 
     n_content = mel.n_content
     prompt_tokens = tokenizer.encode(" " + initial_prompt.strip()) if initial_prompt else []
+    # faster-whisper keeps the first tokens of a prefix or hotwords longer than half the text context
+    half = model.dims.n_text_ctx // 2 - 1
+    hotword_tokens = tokenizer.encode(" " + hotwords.strip())[:half] if hotwords else []
+    prefix_tokens = tokenizer.encode(" " + prefix.strip())[:half] if prefix else []
+    if prefix_tokens and not without_timestamps:
+        prefix_tokens = [tokenizer.timestamp_begin] + prefix_tokens  # the text starts at the window's start
+
+    def with_hotwords(prompt: list, prefixed: bool) -> list:
+        # the hotwords lead; the previous text gets what they leave of half the text context
+        # (decode() keeps a prompt's last n_text_ctx // 2 - 1 tokens, which would cut the hotwords)
+        if not hotword_tokens or prefixed:  # faster-whisper: no hotwords where a prefix is given
+            return prompt
+        room = half - len(hotword_tokens)
+        return hotword_tokens + (prompt[-room:] if room > 0 else [])
     all_tokens, segments = list(prompt_tokens), []
     to_do = n_content if batch_size else sum(end - start for start, end in clip_frames(clips, n_content))
     bar = tqdm(total=round(to_do / FRAMES_PER_SECOND, 2), unit="s", disable=not progress, miniters=1,
@@ -173,10 +194,15 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         bar.update(round(sum(n for _, n in silent) / FRAMES_PER_SECOND, 2))
         queue = [w for w in queue if w not in silent]
         while queue:
-            group, queue = queue[:batch_size], queue[batch_size:]
+            # the prefix is the first window's alone: that window is decoded on its own
+            n = 1 if prefix_tokens else batch_size
+            group, queue = queue[:n], queue[n:]
             mels = torch.stack([window(s, n) for s, n in group])
             # windows are independent: each is a first window, conditioned on the initial prompt only
-            results = decode_with_fallback(model, mels, prompt=prompt_tokens or None, **decode_options)
+            prompt = with_hotwords(prompt_tokens, bool(prefix_tokens))
+            results = decode_with_fallback(model, mels, prompt=prompt or None, prefix=prefix_tokens or None,
+                                           **decode_options)
+            prefix_tokens = []
             for (seek, size), mel_window, result in zip(group, mels, results):
                 consumed = size
                 if not is_no_speech(result, no_speech_threshold, logprob_threshold):
@@ -213,7 +239,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     prompt = prompt_tokens + all_tokens[max(len(prompt_tokens), prompt_reset_since):][-room:]
                 else:
                     prompt = all_tokens[prompt_reset_since:]
-                result = decode_with_fallback(model, mel_window[None], prompt=prompt or None, **decode_options)[0]
+                prompt = with_hotwords(prompt, bool(prefix_tokens))
+                result = decode_with_fallback(model, mel_window[None], prompt=prompt or None,
+                                              prefix=prefix_tokens or None, **decode_options)[0]
+                prefix_tokens = []  # the first decoded window's only, whatever becomes of it
                 previous_seek, time_offset = seek, seek / FRAMES_PER_SECOND
                 if is_no_speech(result, no_speech_threshold, logprob_threshold):
                     seek += size
@@ -286,8 +315,11 @@ def clip_frames(times: list, n_content: int) -> list:
 
 
 def check_long_form_options(*, batch_size=None, word_timestamps=False, clip_timestamps=None,
-                            hallucination_silence_threshold=None, timestamps=True):
+                            hallucination_silence_threshold=None, timestamps=True, prefix=None, hotwords=None):
     """A ValueError, before any work, for options that would otherwise be silently ignored."""
+    for name, text in (("--prefix", prefix), ("--hotwords", hotwords)):
+        if text is not None and not text.strip():
+            raise ValueError(f"{name}: expected some text, got {text!r}")
     clipped = bool(clip_timestamps) and list(clip_timestamps) != [0.0]
     if hallucination_silence_threshold is not None:
         if not math.isfinite(hallucination_silence_threshold) or hallucination_silence_threshold < 0:
@@ -422,7 +454,7 @@ def transcribe_short_windows(model, audio, *, batch_size=None, word_timestamps=F
                 language_probability=probability)
 
 
-def check_options(model, *, initial_prompt=None, language=None, task="transcribe"):
+def check_options(model, *, initial_prompt=None, language=None, task="transcribe", prefix=None, hotwords=None):
     """The language code to decode in (None: detect it), or a one-line ValueError for an option
     this model can't honour. A model trained without timestamps (`model.timestamps` False, read
     from its checkpoint by pretrained.load_checkpoint) is transcribed window by window with no
@@ -432,8 +464,9 @@ def check_options(model, *, initial_prompt=None, language=None, task="transcribe
     if getattr(model, "timestamps", True):
         return code
     why = "this model was trained without timestamps, so it only transcribes English, window by window"
-    if initial_prompt:
-        raise ValueError(f"--initial-prompt: {why}, and was never trained on a prompt")
+    for name, given in (("--initial-prompt", initial_prompt), ("--hotwords", hotwords), ("--prefix", prefix)):
+        if given:
+            raise ValueError(f"{name}: {why}, and was never trained on a prompt or a prefix")
     if task != "transcribe":
         raise ValueError(f"--task {task}: {why}")
     if code not in (None, "en"):
@@ -720,6 +753,12 @@ def main(argv=None) -> int:
     p.add_argument("--initial-prompt", default=None, help="text to condition the first window on (names, spelling)")
     p.add_argument("--carry-initial-prompt", action="store_true",
                    help="put --initial-prompt before every window's prompt, not only the first's")
+    p.add_argument("--prefix", default=None, metavar="TEXT",
+                   help="the first window's text starts with this; the model continues it (faster-whisper's)")
+    p.add_argument("--hotwords", default=None, metavar="TEXT",
+                   help="words to expect, put before the previous text in each window's prompt (faster-whisper's)")
+    p.add_argument("--without-timestamps", action="store_true",
+                   help="decode text only: one segment per window, covering the window")
     p.add_argument("--suppress-tokens", type=token_ids, default="-1", help="comma-separated ids; -1 is the non-speech symbols")
     p.add_argument("--word-timestamps", action="store_true", help="word timings from cross-attention (DTW)")
     p.add_argument("--clip-timestamps", type=clip_timestamps, default="0", metavar="START,END,...",
@@ -742,7 +781,8 @@ def main(argv=None) -> int:
             raise ValueError("--carry-initial-prompt needs --initial-prompt: there is no prompt to carry")
         check_long_form_options(batch_size=args.batch_size, word_timestamps=args.word_timestamps,
                                 clip_timestamps=parse_clip_timestamps(args.clip_timestamps),
-                                hallucination_silence_threshold=args.hallucination_silence_threshold)
+                                hallucination_silence_threshold=args.hallucination_silence_threshold,
+                                prefix=args.prefix, hotwords=args.hotwords)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -769,7 +809,8 @@ def main(argv=None) -> int:
 
             model = quantize_int8(model)
         print(f"loaded {args.model} on {device} in {time.time() - t0:.1f}s", file=sys.stderr)
-        check_options(model, initial_prompt=args.initial_prompt, language=args.language, task=args.task)
+        check_options(model, initial_prompt=args.initial_prompt, language=args.language, task=args.task,
+                      prefix=args.prefix, hotwords=args.hotwords)
         check_long_form_options(clip_timestamps=parse_clip_timestamps(args.clip_timestamps),
                                 hallucination_silence_threshold=args.hallucination_silence_threshold,
                                 word_timestamps=args.word_timestamps, timestamps=getattr(model, "timestamps", True))
@@ -787,7 +828,8 @@ def main(argv=None) -> int:
                    word_timestamps=args.word_timestamps, language=args.language, task=args.task,
                    batch_size=args.batch_size, suppress_tokens=args.suppress_tokens,
                    clip_timestamps=args.clip_timestamps, carry_initial_prompt=args.carry_initial_prompt,
-                   hallucination_silence_threshold=args.hallucination_silence_threshold)
+                   hallucination_silence_threshold=args.hallucination_silence_threshold, prefix=args.prefix,
+                   hotwords=args.hotwords, without_timestamps=args.without_timestamps)
 
     failed = 0
     for path in args.files:

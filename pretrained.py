@@ -24,6 +24,7 @@ import torch
 
 import formats
 from files import DownloadError, atomic_save, download
+from formats import CheckpointError
 from model import ModelDimensions, Whisper
 
 _URL = "https://openaipublic.azureedge.net/main/whisper/models/{sha256}/{file}"
@@ -59,10 +60,6 @@ _ALIGNMENT_HEADS = {
     "large-v3": b"ABzY8gWO1E0{>%R7(9S+Kn!D~%ngiGaR?*L!iJG9p-nab0JQ=-{D1-g00",
     "large-v3-turbo": b"ABzY8j^C+e0{>%RARaKHP%t(lGR*)0g!tONPyhe`",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint we can't use; the message names the file and the problem."""
 
 
 def check_device(device) -> str:
@@ -111,7 +108,7 @@ def from_pretrained(name_or_path, device="cpu", dtype=torch.float32) -> Whisper:
     check_device(device)
     name = ALIASES.get(name_or_path, name_or_path)
     if os.path.isdir(name_or_path):
-        model = formats.load_hf(name_or_path) if formats.is_hf_directory(name_or_path) else load_ctranslate2(name_or_path)
+        model = load_hf(name_or_path) if formats.is_hf_directory(name_or_path) else load_ctranslate2(name_or_path)
     elif os.path.isfile(name_or_path):
         model = load_checkpoint(name_or_path)
     elif name in MODELS:
@@ -195,6 +192,16 @@ def load_checkpoint(path: str) -> Whisper:
     if heads := checkpoint.get("alignment_heads"):
         model.alignment_heads = [tuple(h) for h in heads]
     model.timestamps = trained_with_timestamps(checkpoint, path)
+    return model
+
+
+def load_hf(directory: str) -> Whisper:
+    """A Hugging Face transformers Whisper directory (formats.read_hf)."""
+    found = formats.read_hf(directory, torch_load=_torch_load)
+    model = _build(found["dims"], found["state_dict"], found["source"])
+    if found["alignment_heads"]:
+        model.alignment_heads = found["alignment_heads"]
+    model.timestamps = found["timestamps"]
     return model
 
 

@@ -69,9 +69,9 @@ def small_whisper(seed=0) -> Whisper:
     dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
                            n_vocab=51864, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2)
     model = Whisper(dims)
-    with torch.no_grad():  # Whisper's zero-initialised biases would hide a bias put in the wrong place
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+    with torch.no_grad():  # every weight drawn: the decoder's positions start uninitialised (torch.empty),
+        for name, p in model.named_parameters():  # and zero biases would hide one put in the wrong place
+            p.copy_(torch.randn_like(p) * 0.02 + float(name.endswith(("ln.weight", "ln_post.weight"))))
     model.alignment_heads = [(1, 0), (1, 1)]
     return model
 

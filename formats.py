@@ -83,6 +83,8 @@ def _read_safetensors(path: str) -> dict:
 
     try:
         return load_file(path)
+    except FileNotFoundError:  # a shard named in model.safetensors.index.json
+        raise CheckpointError(f"{path}: no such file") from None
     except (OSError, SafetensorError) as e:
         raise CheckpointError(f"{path}: damaged or truncated safetensors file ({str(e).splitlines()[0]})") from None
 

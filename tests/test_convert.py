@@ -189,6 +189,28 @@ def test_a_multilingual_model_gets_its_tokenizer(tmp_path):
     assert len(vocabulary) == 51865 and vocabulary[tok.timestamp_begin] == "<|0.00|>"
 
 
+def test_a_sharded_hf_directory_loads(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = small_whisper()
+    save_checkpoint(model, str(tmp_path / "small.pt"))
+    assert run(tmp_path / "small.pt", tmp_path / "hf", "--to", "hf") == 0
+    weights = load_file(tmp_path / "hf" / "model.safetensors")
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    names = sorted(weights)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in shards.items():
+        save_file({k: weights[k] for k in keys}, tmp_path / "hf" / shard)
+    index = {"metadata": {}, "weight_map": {k: shard for shard, keys in shards.items() for k in keys}}
+    (tmp_path / "hf" / "model.safetensors.index.json").write_text(json.dumps(index))
+    back = from_pretrained(tmp_path / "hf").state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(back[key], value), key
+    (tmp_path / "hf" / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors: no such file"):
+        from_pretrained(tmp_path / "hf")
+
+
 def test_float16_output(tiny_en_checkpoint, tmp_path):
     assert run(tiny_en_checkpoint, tmp_path / "ct2", "--to", "ct2", "--dtype", "float16") == 0
     model = from_pretrained(tmp_path / "ct2")
@@ -220,6 +242,7 @@ def transcripts_faster_whisper(faster_whisper, directory, speech, compute_type="
     return texts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["speech", "real_speech"])
 def test_tiny_en_as_ct2_transcribes_in_faster_whisper_as_here(faster_whisper, ours, tiny_ct2, which, request):
     items = request.getfixturevalue(which)
@@ -261,6 +284,7 @@ def test_int8_ct2_transcribes_as_ctranslate2_in_float32(faster_whisper, int8_dir
     assert [t.strip() for t in theirs] == [t.strip() for t in mine]
 
 
+@pytest.mark.slow
 def test_int8_ct2_transcribes_real_speech_about_as_well(faster_whisper, ours, int8_directory, real_speech):
     """On the five real clips (40 words) tiny.en makes 2 errors; dequantised int8 one more, as
     faster-whisper does on the same directory in float32 (its int8 kernels: 2)."""

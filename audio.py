@@ -28,6 +28,7 @@ TOKENS_PER_SECOND = FRAMES_PER_SECOND // 2  # the conv stem halves time: 50 audi
 
 LOG_MEL_FLOOR = 1e-10  # mel power floor before log10
 DYNAMIC_RANGE = 8.0  # log10 units (80 dB) kept below the loudest frame
+LEVELS = ("file", "window", "gain")  # where long-form's clamp takes its top: see LongFormMel.frames
 
 
 def window_frames(n_audio_ctx: int) -> int:
@@ -395,10 +396,22 @@ class LongFormMel:
             samples = torch.where(index < hi, span[(index - lo).clamp(max=hi - lo - 1)], 0.0)  # past the audio: zeros
         return samples.to(self.device) if self.device is not None else samples
 
-    def frames(self, start: int, stop: int) -> torch.Tensor:
-        """(n_mels, stop - start) normalised log-mel frames."""
+    def frames(self, start: int, stop: int, level: str = "file") -> torch.Tensor:
+        """(n_mels, stop - start) normalised log-mel frames. `level` sets the 80 dB clamp's top:
+        "file", the file's loudest frame, as the reference does; "window", the loudest of these
+        frames, as each 30 s training segment was clamped to its own; "gain", these frames raised
+        by a gain that brings their loudest to the file's loudest, then clamped below it."""
         log_spec = _log10_mel(self._frames_signal(start, stop), self.n_mels, center=False)
-        return _normalise(log_spec, self.peak.to(log_spec.device))
+        peak = self.peak.to(log_spec.device)
+        if level == "file" or log_spec.numel() == 0:
+            return _normalise(log_spec, peak)
+        own = log_spec.max()
+        if level == "window":
+            return _normalise(log_spec, own)
+        if level == "gain":  # in the log domain a gain is an offset; digital silence stays at the floor
+            floor = float(np.log10(LOG_MEL_FLOOR))
+            return _normalise(torch.where(log_spec > floor, log_spec + (peak - own), floor), peak)
+        raise ValueError(f"level: expected one of {', '.join(LEVELS)}, got {level!r}")
 
 
 def spec_augment(mel: torch.Tensor, freq_masks: int = 2, freq_mask_width: int = 27, time_masks: int = 2,

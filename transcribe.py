@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from audio import (FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, AudioError, AudioFile, LongFormMel,
+from audio import (FRAMES_PER_SECOND, HOP_LENGTH, LEVELS, N_FRAMES, SAMPLE_RATE, AudioError, AudioFile, LongFormMel,
                    audio_source, pad_or_trim, window_frames, window_mel)
 from cli import OneLineErrors, unwritable
 from decoding import decode, detect_language, encode
@@ -42,6 +42,9 @@ TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio toke
 # Whisper writes "you" or "." over digital silence with confidence (openai-whisper does too), so a
 # window whose loudest sample is below -80 dBFS is not decoded at all
 SILENCE_PEAK = 10 ** (-80 / 20)
+# where the long-form log-mel's 80 dB clamp takes its top (audio.LongFormMel.frames); reference=True
+# is "file", openai-whisper's
+DEFAULT_LEVEL = "file"
 
 
 @torch.inference_mode()
@@ -113,7 +116,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                no_speech_threshold=0.6, condition_on_previous_text=True, initial_prompt=None, word_timestamps=False,
                language=None, task="transcribe", batch_size=None, suppress_tokens="-1", progress=False,
                clip_timestamps="0", carry_initial_prompt=False, hallucination_silence_threshold=None, prefix=None,
-               hotwords=None, without_timestamps=False) -> dict:
+               hotwords=None, without_timestamps=False, reference=False, level=None) -> dict:
     """16 kHz samples -> {"text", "segments", "language", "language_probability"}.
 
     Each segment has id, seek, start, end, text, tokens, temperature, avg_logprob,
@@ -129,6 +132,11 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     <|0.00|> when there are timestamps), which the model continues and the transcript includes;
     hotwords go before the previous text in every window's prompt, except the one given the prefix;
     without_timestamps decodes text only, one segment per window covering the window.
+
+    reference=True keeps openai-whisper's algorithm exactly: every window's log-mel is clamped 80 dB
+    below the whole file's loudest frame. The default (DEFAULT_LEVEL) sets each window's level on
+    its own, as Whisper's 30 s training segments were, so a quiet passage after a loud one is not
+    pushed to the bottom of the range; `level` names one of audio.LEVELS explicitly (bench.py).
     """
     from tqdm import tqdm
 
@@ -138,6 +146,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     check_long_form_options(batch_size=batch_size, word_timestamps=word_timestamps, clip_timestamps=clips,
                             hallucination_silence_threshold=hallucination_silence_threshold,
                             timestamps=getattr(model, "timestamps", True), prefix=prefix, hotwords=hotwords)
+    level = level or ("file" if reference else DEFAULT_LEVEL)
+    if level not in LEVELS:
+        raise ValueError(f"level: expected one of {', '.join(LEVELS)}, got {level!r}")
     temperatures = (temperature,) if isinstance(temperature, (int, float)) else tuple(temperature)
     decode_options = dict(temperatures=temperatures, compression_ratio_threshold=compression_ratio_threshold,
                           logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
@@ -152,13 +163,13 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     # the model's window: 3000 frames (30 s) for official models, 2 * n_audio_ctx for ours
     n_window = window_frames(model.dims.n_audio_ctx)
     mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
-    language, language_probability = resolve_language(model, mel, language, task)
+    language, language_probability = resolve_language(model, mel, language, task, level)
     tokenizer = get_tokenizer(model.is_multilingual, model.num_languages, language, task)
     decode_options.update(tokenizer=tokenizer, timestamps=not without_timestamps, prefix_in_text=True)
 
     def window(seek: int, size: int) -> torch.Tensor:
         # like the reference: the content frames, then zero frames (not the mel of silence) to the window's end
-        return pad_or_trim(mel.frames(seek, seek + size), n_window).to(model.dtype)
+        return pad_or_trim(mel.frames(seek, seek + size, level), n_window).to(model.dtype)
 
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
@@ -545,7 +556,7 @@ def check_language(model, language, task):
     return code
 
 
-def resolve_language(model, mel: LongFormMel, language, task):
+def resolve_language(model, mel: LongFormMel, language, task, level: str = "file"):
     """(code, probability): the given language (or English, for an English-only model) with
     probability 1.0, as faster-whisper reports it, or the one detected on the first window (30 s for official models)."""
     code = check_language(model, language, task)
@@ -554,7 +565,7 @@ def resolve_language(model, mel: LongFormMel, language, task):
 
     # openai-whisper detects on the first window of the padded mel: past short audio's end the frames
     # are the mel of the appended zeros, not zero-valued frames as in a decoded window
-    first = mel.frames(0, window_frames(model.dims.n_audio_ctx)).to(model.dtype)
+    first = mel.frames(0, window_frames(model.dims.n_audio_ctx), level).to(model.dtype)
     tokenizer = get_tokenizer(True, model.num_languages)
     code, probs = detect_language(model, encode(model, first[None]), tokenizer)[0]
     return code, probs[code]
@@ -766,6 +777,9 @@ def main(argv=None) -> int:
     p.add_argument("--hallucination-silence-threshold", type=seconds_type, default=None, metavar="SECONDS",
                    help="with --word-timestamps: skip silences longer than this around text that looks hallucinated")
     p.add_argument("--batch-size", type=positive_int, default=None, help="decode windows cut at silences N at a time")
+    p.add_argument("--reference", action="store_true",
+                   help="openai-whisper's exact algorithm: every window's log-mel clamped 80 dB below the whole "
+                        "file's loudest moment (by default each window's level is its own)")
     p.add_argument("--output-format", choices=["txt", "srt", "vtt", "json", "tsv", "all"], default=None,
                    help="write files to --output-dir (default: the text on stdout)")
     p.add_argument("--output-dir", default=None, help="where --output-format files go (default: .)")
@@ -829,7 +843,7 @@ def main(argv=None) -> int:
                    batch_size=args.batch_size, suppress_tokens=args.suppress_tokens,
                    clip_timestamps=args.clip_timestamps, carry_initial_prompt=args.carry_initial_prompt,
                    hallucination_silence_threshold=args.hallucination_silence_threshold, prefix=args.prefix,
-                   hotwords=args.hotwords, without_timestamps=args.without_timestamps)
+                   hotwords=args.hotwords, without_timestamps=args.without_timestamps, reference=args.reference)
 
     failed = 0
     for path in args.files:

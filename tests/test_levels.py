@@ -1,0 +1,109 @@
+"""Level changes in a long file. openai-whisper clamps every window's log-mel 80 dB below the whole
+file's loudest frame; Whisper was trained on 30 s segments clamped to their own. reference=True
+keeps the reference's algorithm token for token; the default (transcribe.DEFAULT_LEVEL) is chosen
+by bench.py --part l."""
+import numpy as np
+import pytest
+
+GREEDY = dict(temperature=0.0, beam_size=None, best_of=None)
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def two_levels(spoken):
+    """espeak speech at two levels 40 dB apart: a loud sentence, 40 s of digital silence, then the
+    other sentence quiet, in a window of its own."""
+    return at_levels(spoken, 0.005)
+
+
+@pytest.fixture(scope="module")
+def one_level(spoken):
+    """The same file with both sentences loud."""
+    return at_levels(spoken, 0.5)
+
+
+def at_levels(spoken, second_peak: float) -> np.ndarray:
+    loud = spoken[0] * (0.5 / np.abs(spoken[0]).max())
+    second = spoken[1] * (second_peak / np.abs(spoken[1]).max())
+    return np.concatenate([loud, np.zeros(40 * SR, np.float32), second, np.zeros(SR, np.float32)]).astype(np.float32)
+
+
+def windows_fed(monkeypatch, model, audio, **options):
+    """transcribe()'s result and the (seek, log-mel window) pairs it decoded."""
+    import transcribe as T
+
+    fed = []
+    decode = getattr(T.decode_with_fallback, "spied", T.decode_with_fallback)  # not a spy set earlier
+
+    def spy(model, mels, **kwargs):
+        fed.append(mels[0].float().clone())
+        return decode(model, mels, **kwargs)
+
+    spy.spied = decode
+    monkeypatch.setattr(T, "decode_with_fallback", spy)
+    result = T.transcribe(model, audio, **GREEDY, **options)
+    return result, fed
+
+
+def test_reference_mode_equals_openai_whisper_across_a_level_change(ours, reference, two_levels):
+    from transcribe import transcribe
+
+    result = transcribe(ours, two_levels, reference=True, **GREEDY)
+    expected = reference.transcribe(two_levels, language="en", fp16=False, **GREEDY)
+    assert len(result["segments"]) == len(expected["segments"]) >= 2
+    for a, b in zip(result["segments"], expected["segments"]):
+        assert (a["text"], a["tokens"], a["seek"]) == (b["text"], b["tokens"], b["seek"])
+        assert a["start"] == pytest.approx(b["start"], abs=1e-3) and a["end"] == pytest.approx(b["end"], abs=1e-3)
+    assert result["text"] == expected["text"]
+    assert result["segments"][-1]["seek"] >= 3000  # the quiet sentence, decoded in a later window
+
+
+def test_the_level_option_is_checked():
+    from transcribe import transcribe
+
+    with pytest.raises(ValueError, match="level"):
+        transcribe(None, np.zeros(SR, np.float32), level="loud")
+
+
+def test_a_gain_per_window_lifts_the_quiet_window_to_the_files_level(ours, two_levels, monkeypatch):
+    """level="gain" raises each window until its loudest frame is the file's loudest. The quiet
+    sentence is then read closer to its text than in reference mode, whose clamp leaves it only the
+    top 40 dB of its range."""
+    from conftest import SPOKEN
+
+    from audio import LongFormMel
+    from metrics import word_error_rate
+    from transcribe import transcribe
+
+    quiet = transcribe(ours, two_levels, reference=True, **GREEDY)["segments"]
+    gained, fed = windows_fed(monkeypatch, ours, two_levels, level="gain")
+    assert gained["segments"][-1]["seek"] == quiet[-1]["seek"] >= 3000
+    errors = [word_error_rate([SPOKEN[1]], [s[-1]["text"]]) for s in (gained["segments"], quiet)]
+    print(f"quiet sentence WER: gain {errors[0]:.2f}, reference {errors[1]:.2f}")
+    assert errors[0] < errors[1]
+    # the quiet window fed to the model: its loudest frame at the file's loudest; the digital silence
+    # after the sentence at the clamp, 8 below, as it would be after a gain applied to the samples
+    mel = LongFormMel(two_levels)
+    size = mel.n_content - quiet[-1]["seek"]
+    peak = (float(mel.peak) + 4) / 4
+    window = fed[-1][:, :size]
+    assert float(window.max()) == pytest.approx(peak, abs=1e-5)
+    assert float(window.min()) == pytest.approx(peak - 2, abs=1e-5)
+
+
+def test_a_clamp_per_window_normalises_a_quiet_window_as_training_did(ours, two_levels, monkeypatch):
+    """level="window": the quiet window's frames are exactly the log-mel of its audio alone, as a 30 s
+    training segment is normalised; in reference mode its floor sits higher, under the loud
+    sentence's clamp."""
+    import torch
+
+    from audio import log_mel_spectrogram, pad_or_trim
+
+    own, fed_own = windows_fed(monkeypatch, ours, two_levels, level="window")
+    ref, fed_ref = windows_fed(monkeypatch, ours, two_levels, reference=True)
+    seek = own["segments"][-1]["seek"]
+    assert seek == ref["segments"][-1]["seek"] > 0
+    size = len(two_levels) // 160 - seek
+    alone = log_mel_spectrogram(pad_or_trim(torch.from_numpy(two_levels[seek * 160:])))[:, :size]
+    assert (fed_own[-1][:, :size] - alone).abs().max() < 1e-4
+    assert float(fed_ref[-1][:, :size].min()) > float(alone.min()) + 0.5

@@ -53,7 +53,7 @@ def assert_same_segments(ours, expected):
 def both(ours_model, reference_model, audio, **options):
     from transcribe import transcribe
 
-    ours = transcribe(ours_model, audio, **GREEDY, **options)
+    ours = transcribe(ours_model, audio, reference=True, **GREEDY, **options)
     expected = reference_model.transcribe(audio, language="en", fp16=False, **GREEDY, **options)
     assert_same_segments(ours, expected)
     return ours

@@ -5,6 +5,7 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
     python bench.py --part a --minutes 5 --repeat 3
     python bench.py --part c
     python bench.py --part m              # peak RSS of transcribe.py on 10 and 60 minutes
+    python bench.py --part l --threads 1  # long-form WER when speakers change level
 
 (a) CPU long-form: tiny.en, greedy with the reference's temperature fallback, on a file of at least
     --minutes built from the ../shared/data clips (concatenated, repeated). Ours (sequential and
@@ -22,6 +23,11 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
     fallback), a fresh process per file, on a 10- and a 60-minute FLAC of the same layout (--memory-minutes,
     --memory-layout); peak RSS (os.wait4, as /usr/bin/time -v reports it), wall time, WER, and the
     ratio of the longest file's peak RSS to the shortest's, which streaming should keep near 1.
+(l) Level changes, only when asked (--part l): WER, not time, on long files built from the
+    ../shared/data clips and espeak-ng sentences (each once, seeded order): levelled, speakers 30 dB
+    apart, levels spread over 47 dB, long pauses. Per file: ours at every audio.LEVELS setting (the
+    default and reference mode among them), openai-whisper, faster-whisper fp32, and the WER of each
+    clip transcribed alone, all in this process, each file from --seed.
 
 Runs are interleaved (one of each system, then the next round) and the median is reported, because a
 shared machine's timings drift. Round r seeds every system's sampler with --seed + r: a window that
@@ -602,6 +608,164 @@ def part_m(args, tmp) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# (l) level changes in long files: WER, not time
+
+LEVEL_DB = -26.0  # speech RMS (dBFS) of a levelled file; louder and quieter speakers move around it
+TTS_SENTENCES = [
+    "the committee will meet again on thursday to discuss the new budget",
+    "she walked along the river until the sun went down behind the hills",
+    "please remember to close the windows before you leave the office",
+    "the old library has more than ten thousand books about local history",
+    "our train was delayed for an hour because of snow on the tracks",
+    "he painted the kitchen a bright yellow colour last weekend",
+    "most of the students finished the exam before the bell rang",
+    "the doctor asked him to come back in two weeks for another test",
+    "they planted tomatoes and beans in the garden behind the house",
+    "a strong wind blew the leaves across the empty parking lot",
+    "the museum opens at nine and closes early on sundays",
+    "we ordered soup and fresh bread at the small cafe near the station",
+    "the children built a tall snowman in front of the school",
+    "my neighbour fixes old bicycles and sells them at the market",
+    "the pilot said we would land in about twenty minutes",
+    "she keeps her grandmother's letters in a wooden box",
+    "the price of coffee went up again this spring",
+    "two dogs were chasing each other around the fountain",
+    "the band played until midnight and nobody wanted to go home",
+    "you can find the report on the second shelf near the door",
+    "the farmer sold fresh eggs and honey by the side of the road",
+    "we need more chairs for the meeting in the large hall",
+    "the baker gets up at four every morning to make bread",
+    "heavy rain flooded the streets near the harbour last night",
+]
+TTS_VOICES = ["en-us", "en", "en-us+f3", "en-gb-scotland"]
+
+
+def level_sources() -> list:
+    """[(16 kHz float32 samples, transcript, speaker)], each clip once: the ../shared/data clips (each
+    its own speaker; none without ../shared) and TTS_SENTENCES in espeak-ng's TTS_VOICES. Every clip
+    differs: a repeated one would be copied from the previous text, whatever its level."""
+    import numpy as np
+
+    from tts import speak
+
+    clips, source = known_clips()
+    real = [(a, t, f"real {i}") for i, (a, t) in enumerate(clips)] if source.endswith("../shared/data") else []
+    return real + [(np.asarray(speak(text, voice=TTS_VOICES[i % len(TTS_VOICES)]), np.float32), text,
+                    TTS_VOICES[i % len(TTS_VOICES)]) for i, text in enumerate(TTS_SENTENCES)]
+
+
+def level_files(seed: int = 0) -> list:
+    """The bench's long files as (name, [(samples at their level, text)], gaps in seconds): the
+    level_sources clips in one seeded order. "levelled": every clip at LEVEL_DB, 0.5 s apart;
+    "±30 dB": each speaker at LEVEL_DB or 30 dB below it, so neighbours jump 30 dB; "47 dB": each
+    clip anywhere from +5 to -42 dB (the spread of the issue's file); "pauses": levelled, with pauses
+    of 0.5 to 40 s (whole windows of silence among them); "±30 dB, pauses": both."""
+    import random
+
+    import numpy as np
+
+    def at(audio, db):  # speech RMS at LEVEL_DB + db, never clipping
+        gain = 10 ** ((LEVEL_DB + db) / 20) / max(float(np.sqrt(np.mean(audio ** 2))), 1e-9)
+        return audio * min(gain, 0.99 / max(float(np.abs(audio).max()), 1e-9))
+
+    r = random.Random(f"{seed}/levels")
+    clips = level_sources()
+    r.shuffle(clips)
+    speakers = sorted({s for _, _, s in clips})
+    quiet = set(r.sample(speakers, len(speakers) // 2))
+    half = [0.5] * (len(clips) - 1)
+    pauses = [r.choice([0.5, 2, 5, 12, 40]) for _ in half]
+    two = [(at(a, -30 if s in quiet else 0), t) for a, t, s in clips]
+    return [("levelled", [(at(a, 0), t) for a, t, _ in clips], half),
+            ("±30 dB", two, half),
+            ("47 dB", [(at(a, r.uniform(-42, 5)), t) for a, t, _ in clips], half),
+            ("pauses", [(at(a, 0), t) for a, t, _ in clips], pauses),
+            ("±30 dB, pauses", two, pauses)]
+
+
+def joined(clips: list, gaps: list):
+    import numpy as np
+
+    pieces = [clips[0][0]]
+    for (audio, _), gap in zip(clips[1:], gaps):
+        pieces += [np.zeros(round(gap * SR), np.float32), audio]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def part_l(args, tmp) -> str:
+    """Long-form WER of files whose speakers change level, beside each clip transcribed alone."""
+    import numpy as np
+    import torch
+
+    from audio import LEVELS
+    from metrics import word_error_rate
+    from pretrained import bundled_tiny_en, from_pretrained
+    from transcribe import DEFAULT_LEVEL, transcribe
+
+    torch.set_num_threads(args.threads)
+    fallback = parse_temperatures(args.temperatures)
+    checkpoint, ct2 = converted_tiny_en(tmp), bundled_tiny_en()
+    ours = from_pretrained(checkpoint)
+    systems = [(f"ours {level}" + (" (default)" if level == DEFAULT_LEVEL else "")
+                + (" (reference)" if level == "file" else ""),
+                lambda a, level=level: transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback,
+                                                  level=level)["text"]) for level in LEVELS]
+    missing = []
+    if have("whisper"):
+        import whisper
+
+        ow = whisper.load_model(checkpoint, device="cpu")
+        systems.append(("openai-whisper", lambda a: whisper.transcribe(
+            ow, a, beam_size=None, best_of=5, temperature=fallback, fp16=False, language="en")["text"]))
+    else:
+        missing.append("openai-whisper")
+    if have("faster_whisper") and ct2:
+        from faster_whisper import WhisperModel
+
+        fw = WhisperModel(ct2, device="cpu", compute_type="float32", cpu_threads=args.threads)
+        systems.append(("faster-whisper", lambda a: " ".join(s.text.strip() for s in fw.transcribe(
+            a, beam_size=1, best_of=5, temperature=list(fallback), language="en")[0])))
+    else:
+        missing.append("faster-whisper")
+
+    def seeded(fn, audio):  # the fallback samples: every system starts each file from the same seed
+        torch.manual_seed(args.seed)
+        if ct2 and have("ctranslate2"):
+            import ctranslate2
+
+            ctranslate2.set_random_seed(args.seed)
+        return fn(audio)
+
+    alone = {}  # per-clip text, by the clip's samples: a clip recurs in several files at one level
+    rows = []
+    for name, clips, gaps in level_files(args.seed):
+        audio, truth = joined(clips, gaps), " ".join(t for _, t in clips)
+        texts = []
+        for clip, _ in clips:
+            key = (len(clip), float(np.abs(clip).max()), float(clip[len(clip) // 2]))
+            if key not in alone:
+                alone[key] = seeded(systems[LEVELS.index("file")][1], clip)
+            texts.append(alone[key])
+        per_clip = word_error_rate([truth], [" ".join(texts)])
+        wers = []
+        for system, fn in systems:
+            wers.append(word_error_rate([truth], [seeded(fn, audio)]))
+            print(f"  {name}: {system} WER {100 * wers[-1]:.2f}%", file=sys.stderr, flush=True)
+        default = wers[LEVELS.index(DEFAULT_LEVEL)]
+        rows.append([name, f"{len(audio) / SR:.0f}", f"{100 * per_clip:.2f}"] + [f"{100 * w:.2f}" for w in wers]
+                    + [f"{default / per_clip:.2f}" if per_clip else "-"])
+    search = "greedy + temperature fallback" if "," in args.temperatures else f"temperature {args.temperatures} only"
+    headers = ["file", "s", "per clip"] + [name for name, _ in systems] + ["default / per clip"]
+    out = [f"### (l) Long-form WER % with level changes, tiny.en, {search}, seed {args.seed}",
+           f"CPU: {cpu_description()}",
+           table(headers, rows),
+           "per clip: each clip transcribed alone (reference mode), at its level in the file"]
+    if missing:
+        out.append("skipped (not installed): " + ", ".join(missing))
+    return "\n\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 def versions() -> str:
@@ -621,8 +785,8 @@ def versions() -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineErrors(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", default="abc", help="a, b, c, m or any combination (default: abc; m, memory on long "
-                   "files, takes minutes and runs only when asked)")
+    p.add_argument("--part", default="abc", help="a, b, c, m, l or any combination (default: abc; m, memory on long "
+                   "files, and l, long-form WER with level changes, take minutes and run only when asked)")
     p.add_argument("--minutes", type=float, default=5.0, help="length of the long-form test file")
     p.add_argument("--repeat", type=int, default=3, help="runs of each system; the median is reported")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every system")
@@ -675,8 +839,8 @@ def bad_option(args) -> str:
         parse_temperatures(args.temperatures)
     except ValueError:
         return f"--temperatures {args.temperatures!r}: expected comma-separated temperatures >= 0, such as 0,0.2,0.4"
-    if not args.part or set(args.part) - set("abcm"):
-        return f"--part {args.part!r}: expected a, b, c, m or a combination such as ac"
+    if not args.part or set(args.part) - set("abcml"):
+        return f"--part {args.part!r}: expected a, b, c, m, l or a combination such as ac"
     try:
         lengths = [float(m) for m in args.memory_minutes.split(",")]
     except ValueError:
@@ -715,7 +879,7 @@ def main(argv=None):
         os._exit(0)  # as transcribe.py ends (exit_now), for every system alike: none pays Python's shutdown
     print(f"# bench.py, {versions()}\n")
     with tempfile.TemporaryDirectory() as tmp:
-        for part, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("m", part_m)):
+        for part, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("m", part_m), ("l", part_l)):
             if part in args.part:
                 print(fn(args, tmp) + "\n", flush=True)
     return 0

@@ -134,9 +134,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     without_timestamps decodes text only, one segment per window covering the window.
 
     reference=True keeps openai-whisper's algorithm exactly: every window's log-mel is clamped 80 dB
-    below the whole file's loudest frame. The default (DEFAULT_LEVEL) sets each window's level on
-    its own, as Whisper's 30 s training segments were, so a quiet passage after a loud one is not
-    pushed to the bottom of the range; `level` names one of audio.LEVELS explicitly (bench.py).
+    below the whole file's loudest frame. `level` (audio.LEVELS) chooses otherwise: "window" clamps
+    each window below its own loudest frame, as Whisper's 30 s training segments were; "gain" first
+    lifts the window until its loudest frame is the file's. The default is DEFAULT_LEVEL, the one
+    bench.py --part l measured best on files whose speakers change level.
     """
     from tqdm import tqdm
 
@@ -146,6 +147,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     check_long_form_options(batch_size=batch_size, word_timestamps=word_timestamps, clip_timestamps=clips,
                             hallucination_silence_threshold=hallucination_silence_threshold,
                             timestamps=getattr(model, "timestamps", True), prefix=prefix, hotwords=hotwords)
+    if reference and level not in (None, "file"):
+        raise ValueError(f"reference=True is openai-whisper's level 'file'; it can't go with level={level!r}")
     level = level or ("file" if reference else DEFAULT_LEVEL)
     if level not in LEVELS:
         raise ValueError(f"level: expected one of {', '.join(LEVELS)}, got {level!r}")
@@ -779,7 +782,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=positive_int, default=None, help="decode windows cut at silences N at a time")
     p.add_argument("--reference", action="store_true",
                    help="openai-whisper's exact algorithm: every window's log-mel clamped 80 dB below the whole "
-                        "file's loudest moment (by default each window's level is its own)")
+                        "file's loudest moment, whatever the default --level")
+    p.add_argument("--level", choices=LEVELS, default=None,
+                   help=f"where each window's 80 dB clamp takes its top: the file's loudest moment (file), the "
+                        f"window's own (window), or the window lifted to the file's loudest first (gain); "
+                        f"default: {DEFAULT_LEVEL}. See bench.py --part l")
     p.add_argument("--output-format", choices=["txt", "srt", "vtt", "json", "tsv", "all"], default=None,
                    help="write files to --output-dir (default: the text on stdout)")
     p.add_argument("--output-dir", default=None, help="where --output-format files go (default: .)")
@@ -791,6 +798,8 @@ def main(argv=None) -> int:
         device = check_device(args.device or default_device())
         if args.dtype == "int8" and device != "cpu":
             raise ValueError("--dtype int8 runs on the CPU only; on a GPU use fp16 or bf16")
+        if args.reference and args.level not in (None, "file"):
+            raise ValueError(f"--reference is openai-whisper's --level file; it can't be used with --level {args.level}")
         if args.carry_initial_prompt and not args.initial_prompt:
             raise ValueError("--carry-initial-prompt needs --initial-prompt: there is no prompt to carry")
         check_long_form_options(batch_size=args.batch_size, word_timestamps=args.word_timestamps,
@@ -843,7 +852,8 @@ def main(argv=None) -> int:
                    batch_size=args.batch_size, suppress_tokens=args.suppress_tokens,
                    clip_timestamps=args.clip_timestamps, carry_initial_prompt=args.carry_initial_prompt,
                    hallucination_silence_threshold=args.hallucination_silence_threshold, prefix=args.prefix,
-                   hotwords=args.hotwords, without_timestamps=args.without_timestamps, reference=args.reference)
+                   hotwords=args.hotwords, without_timestamps=args.without_timestamps, reference=args.reference,
+                   level=args.level)
 
     failed = 0
     for path in args.files:

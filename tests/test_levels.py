@@ -58,11 +58,35 @@ def test_reference_mode_equals_openai_whisper_across_a_level_change(ours, refere
     assert result["segments"][-1]["seek"] >= 3000  # the quiet sentence, decoded in a later window
 
 
-def test_the_level_option_is_checked():
-    from transcribe import transcribe
+def test_the_level_options_are_checked(capsys):
+    import transcribe as T
 
     with pytest.raises(ValueError, match="level"):
-        transcribe(None, np.zeros(SR, np.float32), level="loud")
+        T.transcribe(None, np.zeros(SR, np.float32), level="loud")
+    with pytest.raises(ValueError, match="reference"):
+        T.transcribe(None, np.zeros(SR, np.float32), reference=True, level="gain")
+    assert T.main(["missing.wav", "--reference", "--level", "window"]) == 2  # before the file is looked at
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, expected", [([], dict(reference=False, level=None)),
+                                            (["--reference"], dict(reference=True, level=None)),
+                                            (["--level", "gain"], dict(reference=False, level="gain"))])
+def test_the_command_line_passes_reference_and_level_on(spoken, tmp_path, monkeypatch, args, expected):
+    import soundfile as sf
+
+    import transcribe as T
+
+    given = {}
+
+    def fake(model, audio, **options):
+        given.update(options)
+        return dict(text="", segments=[], language="en", language_probability=1.0)
+
+    monkeypatch.setattr(T, "transcribe", fake)
+    sf.write(tmp_path / "speech.wav", spoken[0], SR)
+    assert T.main([str(tmp_path / "speech.wav"), *args]) == 0
+    assert {k: given[k] for k in expected} == expected
 
 
 def test_a_gain_per_window_lifts_the_quiet_window_to_the_files_level(ours, two_levels, monkeypatch):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = {p.stem: p for p in ROOT.glob("*.py")}
-SCRIPTS = {"train", "eval", "prepare_librispeech", "prepare_synthetic", "bench", "inquiry"}
+SCRIPTS = {"train", "eval", "prepare_librispeech", "prepare_synthetic", "bench", "inquiry", "convert"}
 
 
 def imports_of(path: Path) -> set:

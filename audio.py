@@ -28,7 +28,10 @@ TOKENS_PER_SECOND = FRAMES_PER_SECOND // 2  # the conv stem halves time: 50 audi
 
 LOG_MEL_FLOOR = 1e-10  # mel power floor before log10
 DYNAMIC_RANGE = 8.0  # log10 units (80 dB) kept below the loudest frame
-LEVELS = ("file", "window", "gain")  # where long-form's clamp takes its top: see LongFormMel.frames
+LEVELS = ("file", "window", "gain", "agc")  # how long-form sets a window's level: see LongFormMel.frames
+AGC_HOLD = 30  # "agc": frames (0.3 s) either side over which a frame's level is the loudest one's
+AGC_GATE = 6.0  # "agc": frames whose held level is this far (log10 units, 60 dB) below the file's peak stay as they are
+AGC_TOLERANCE = 1.5  # "agc": speech within 15 dB of the file's peak keeps its level (its own dynamics)
 
 
 def window_frames(n_audio_ctx: int) -> int:
@@ -400,7 +403,14 @@ class LongFormMel:
         """(n_mels, stop - start) normalised log-mel frames. `level` sets the 80 dB clamp's top:
         "file", the file's loudest frame, as the reference does; "window", the loudest of these
         frames, as each 30 s training segment was clamped to its own; "gain", these frames raised
-        by a gain that brings their loudest to the file's loudest, then clamped below it."""
+        by a gain that brings their loudest to the file's loudest, then clamped below it; "agc", a
+        gain that follows the level inside the window: each frame raised until the loudest frame
+        within AGC_HOLD of it is no more than AGC_TOLERANCE below the file's loudest; frames more
+        than AGC_GATE below that (the digital silence between clips) are left alone. Speakers at
+        different levels in one window are brought near the file's level, while speech already
+        near it keeps its own dynamics (lifting every syllable to the peak garbles a sentence).
+        The gains are offsets of the log-mel: a gain on the samples scales every frequency's
+        power alike."""
         log_spec = _log10_mel(self._frames_signal(start, stop), self.n_mels, center=False)
         peak = self.peak.to(log_spec.device)
         if level == "file" or log_spec.numel() == 0:
@@ -408,9 +418,15 @@ class LongFormMel:
         own = log_spec.max()
         if level == "window":
             return _normalise(log_spec, own)
+        floor = float(np.log10(LOG_MEL_FLOOR))
         if level == "gain":  # in the log domain a gain is an offset; digital silence stays at the floor
-            floor = float(np.log10(LOG_MEL_FLOOR))
             return _normalise(torch.where(log_spec > floor, log_spec + (peak - own), floor), peak)
+        if level == "agc":
+            # a frame's level is the loudest frame near it (a peak hold), so the gain stays put
+            # through a word and the short pauses inside a sentence
+            held = F.max_pool1d(log_spec.amax(dim=0)[None, None], 2 * AGC_HOLD + 1, stride=1, padding=AGC_HOLD)[0, 0]
+            lift = torch.where(held > peak - AGC_GATE, (peak - AGC_TOLERANCE - held).clamp(min=0), torch.zeros_like(held))
+            return _normalise(torch.where(log_spec > floor, log_spec + lift, floor), peak)
         raise ValueError(f"level: expected one of {', '.join(LEVELS)}, got {level!r}")
 
 

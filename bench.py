@@ -611,6 +611,8 @@ def part_m(args, tmp) -> str:
 # (l) level changes in long files: WER, not time
 
 LEVEL_DB = -26.0  # speech RMS (dBFS) of a levelled file; louder and quieter speakers move around it
+NOISE_DB = 40.0  # the "noise" files' white noise, this far below LEVEL_DB
+LEVEL_NAMES = ("file", "window", "gain", "agc")  # audio.LEVELS, named here so that --help imports no torch
 TTS_SENTENCES = [
     "the committee will meet again on thursday to discuss the new budget",
     "she walked along the river until the sun went down behind the hills",
@@ -659,7 +661,8 @@ def level_files(seed: int = 0) -> list:
     level_sources clips in one seeded order. "levelled": every clip at LEVEL_DB, 0.5 s apart;
     "±30 dB": each speaker at LEVEL_DB or 30 dB below it, so neighbours jump 30 dB; "47 dB": each
     clip anywhere from +5 to -42 dB (the spread of the issue's file); "pauses": levelled, with pauses
-    of 0.5 to 40 s (whole windows of silence among them); "±30 dB, pauses": both."""
+    of 0.5 to 40 s (whole windows of silence among them); "±30 dB, pauses": both; "…, noise": white
+    noise NOISE_DB below LEVEL_DB under the whole file, as a recording's own noise (joined() adds it)."""
     import random
 
     import numpy as np
@@ -680,21 +683,30 @@ def level_files(seed: int = 0) -> list:
             ("±30 dB", two, half),
             ("47 dB", [(at(a, r.uniform(-42, 5)), t) for a, t, _ in clips], half),
             ("pauses", [(at(a, 0), t) for a, t, _ in clips], pauses),
-            ("±30 dB, pauses", two, pauses)]
+            ("±30 dB, pauses", two, pauses),
+            ("levelled, noise", [(at(a, 0), t) for a, t, _ in clips], half),
+            ("±30 dB, noise", two, half)]
 
 
-def joined(clips: list, gaps: list):
+def joined(name: str, clips: list, gaps: list, seed: int = 0):
+    """(the file's samples, [(start, stop)] of each clip in them); a "noise" file gets its noise."""
     import numpy as np
 
-    pieces = [clips[0][0]]
-    for (audio, _), gap in zip(clips[1:], gaps):
+    pieces, spans, n = [], [], 0
+    for (audio, _), gap in zip(clips, [0.0] + list(gaps)):
+        n += round(gap * SR)
         pieces += [np.zeros(round(gap * SR), np.float32), audio]
-    return np.concatenate(pieces).astype(np.float32)
+        spans.append((n, n + len(audio)))
+        n += len(audio)
+    audio = np.concatenate(pieces).astype(np.float32)
+    if name.endswith("noise"):
+        noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
+        audio = audio + noise * np.float32(10 ** ((LEVEL_DB - NOISE_DB) / 20))
+    return audio, spans
 
 
 def part_l(args, tmp) -> str:
     """Long-form WER of files whose speakers change level, beside each clip transcribed alone."""
-    import numpy as np
     import torch
 
     from audio import LEVELS
@@ -706,10 +718,14 @@ def part_l(args, tmp) -> str:
     fallback = parse_temperatures(args.temperatures)
     checkpoint, ct2 = converted_tiny_en(tmp), bundled_tiny_en()
     ours = from_pretrained(checkpoint)
+    def reference_mode(a):
+        return transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback, reference=True)["text"]
+
+    levels = [level for level in LEVELS if level in args.levels.split(",")]
     systems = [(f"ours {level}" + (" (default)" if level == DEFAULT_LEVEL else "")
                 + (" (reference)" if level == "file" else ""),
                 lambda a, level=level: transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback,
-                                                  level=level)["text"]) for level in LEVELS]
+                                                  level=level)["text"]) for level in levels]
     missing = []
     if have("whisper"):
         import whisper
@@ -739,21 +755,22 @@ def part_l(args, tmp) -> str:
     alone = {}  # per-clip text, by the clip's samples: a clip recurs in several files at one level
     rows = []
     for name, clips, gaps in level_files(args.seed):
-        audio, truth = joined(clips, gaps), " ".join(t for _, t in clips)
+        (audio, spans), truth = joined(name, clips, gaps, args.seed), " ".join(t for _, t in clips)
         texts = []
-        for clip, _ in clips:
-            key = (len(clip), float(np.abs(clip).max()), float(clip[len(clip) // 2]))
+        for a, b in spans:  # a clip alone: its span of the file, with the file's noise if it has any
+            clip = audio[a:b]
+            key = hash(clip.tobytes())
             if key not in alone:
-                alone[key] = seeded(systems[LEVELS.index("file")][1], clip)
+                alone[key] = seeded(reference_mode, clip)
             texts.append(alone[key])
         per_clip = word_error_rate([truth], [" ".join(texts)])
         wers = []
         for system, fn in systems:
             wers.append(word_error_rate([truth], [seeded(fn, audio)]))
             print(f"  {name}: {system} WER {100 * wers[-1]:.2f}%", file=sys.stderr, flush=True)
-        default = wers[LEVELS.index(DEFAULT_LEVEL)]
+        default = wers[levels.index(DEFAULT_LEVEL)] if DEFAULT_LEVEL in levels else None
         rows.append([name, f"{len(audio) / SR:.0f}", f"{100 * per_clip:.2f}"] + [f"{100 * w:.2f}" for w in wers]
-                    + [f"{default / per_clip:.2f}" if per_clip else "-"])
+                    + [f"{default / per_clip:.2f}" if per_clip and default is not None else "-"])
     search = "greedy + temperature fallback" if "," in args.temperatures else f"temperature {args.temperatures} only"
     headers = ["file", "s", "per clip"] + [name for name, _ in systems] + ["default / per clip"]
     out = [f"### (l) Long-form WER % with level changes, tiny.en, {search}, seed {args.seed}",
@@ -806,6 +823,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-train-shapes", default="tiny,base,small", help="part (c)'s GPU rows")
     p.add_argument("--train-args", default="", help="part (c): more train.py overrides for every row, e.g. "
                    "--train-args='--text_pad_multiple=32 --profile_steps=3'")
+    p.add_argument("--levels", default=",".join(LEVEL_NAMES),
+                   help="part l: our rows, comma-separated audio.LEVELS (default: all)")
     p.add_argument("--memory-minutes", default="10,60",
                    help="part m: lengths of the files, in minutes; the table's ratio is the last over the first")
     p.add_argument("--memory-layout", default="sparse", choices=["sparse", "dense"],
@@ -839,6 +858,8 @@ def bad_option(args) -> str:
         parse_temperatures(args.temperatures)
     except ValueError:
         return f"--temperatures {args.temperatures!r}: expected comma-separated temperatures >= 0, such as 0,0.2,0.4"
+    if not args.levels or set(args.levels.split(",")) - set(LEVEL_NAMES):
+        return f"--levels {args.levels!r}: expected comma-separated names from {', '.join(LEVEL_NAMES)}"
     if not args.part or set(args.part) - set("abcml"):
         return f"--part {args.part!r}: expected a, b, c, m, l or a combination such as ac"
     try:

@@ -136,8 +136,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     reference=True keeps openai-whisper's algorithm exactly: every window's log-mel is clamped 80 dB
     below the whole file's loudest frame. `level` (audio.LEVELS) chooses otherwise: "window" clamps
     each window below its own loudest frame, as Whisper's 30 s training segments were; "gain" first
-    lifts the window until its loudest frame is the file's. The default is DEFAULT_LEVEL, the one
-    bench.py --part l measured best on files whose speakers change level.
+    lifts the window until its loudest frame is the file's; "agc" lifts each quiet stretch of speech
+    inside a window toward the file's level. The default is DEFAULT_LEVEL, the one bench.py
+    --part l measured best on files whose speakers change level.
     """
     from tqdm import tqdm
 
@@ -784,9 +785,9 @@ def main(argv=None) -> int:
                    help="openai-whisper's exact algorithm: every window's log-mel clamped 80 dB below the whole "
                         "file's loudest moment, whatever the default --level")
     p.add_argument("--level", choices=LEVELS, default=None,
-                   help=f"where each window's 80 dB clamp takes its top: the file's loudest moment (file), the "
-                        f"window's own (window), or the window lifted to the file's loudest first (gain); "
-                        f"default: {DEFAULT_LEVEL}. See bench.py --part l")
+                   help=f"how each window's level is set: clamped below the file's loudest moment (file), below "
+                        f"its own (window), lifted to the file's loudest first (gain), or a gain that follows "
+                        f"each speaker's level inside the window (agc); default: {DEFAULT_LEVEL}. See bench.py --part l")
     p.add_argument("--output-format", choices=["txt", "srt", "vtt", "json", "tsv", "all"], default=None,
                    help="write files to --output-dir (default: the text on stdout)")
     p.add_argument("--output-dir", default=None, help="where --output-format files go (default: .)")

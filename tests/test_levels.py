@@ -131,3 +131,36 @@ def test_a_clamp_per_window_normalises_a_quiet_window_as_training_did(ours, two_
     alone = log_mel_spectrogram(pad_or_trim(torch.from_numpy(two_levels[seek * 160:])))[:, :size]
     assert (fed_own[-1][:, :size] - alone).abs().max() < 1e-4
     assert float(fed_ref[-1][:, :size].min()) > float(alone.min()) + 0.5
+
+
+def test_agc_brings_a_quiet_speaker_inside_a_window_to_the_files_level(ours, spoken, monkeypatch):
+    """level="agc": a loud and a 40 dB quieter sentence 1 s apart in one window. The quiet one's
+    frames are lifted until its loudest is AGC_TOLERANCE below the file's loudest; the silence
+    between them stays at the clamp; the quiet sentence is read closer to its text than in
+    reference mode, where it sits 40 dB below the loud one."""
+    from conftest import SPOKEN
+
+    from audio import AGC_TOLERANCE, LongFormMel
+    from metrics import word_error_rate
+
+    loud = spoken[0] * (0.5 / np.abs(spoken[0]).max())
+    quiet = spoken[1] * (0.005 / np.abs(spoken[1]).max())
+    audio = np.concatenate([loud, np.zeros(SR, np.float32), quiet, np.zeros(SR, np.float32)]).astype(np.float32)
+    agc, fed = windows_fed(monkeypatch, ours, audio, level="agc")
+    ref, fed_ref = windows_fed(monkeypatch, ours, audio, reference=True)
+    assert len(fed) == len(fed_ref) == 1
+    peak = (float(LongFormMel(audio).peak) + 4) / 4
+    loud_end, quiet_start = len(loud) // 160, (len(loud) + SR) // 160
+    quiet_end = quiet_start + len(quiet) // 160
+    assert float(fed[0][:, :loud_end].max()) == pytest.approx(peak, abs=1e-5)
+    assert float(fed[0][:, quiet_start:quiet_end].max()) == pytest.approx(peak - AGC_TOLERANCE / 4, abs=1e-5)
+    assert float(fed_ref[0][:, quiet_start:quiet_end].max()) < peak - 0.75  # 40 dB is 1.0 here
+    assert float(fed[0][:, loud_end + 40 : quiet_start - 40].max()) == pytest.approx(peak - 2, abs=1e-5)
+
+    def quiet_errors(result):  # the words after the loud sentence's against the quiet one's text
+        words = result["text"].split()
+        n = len(SPOKEN[0].split())
+        return word_error_rate([SPOKEN[1]], [" ".join(words[n:])])
+
+    print(f"agc: {agc['text']!r}\nreference: {ref['text']!r}")
+    assert quiet_errors(agc) < quiet_errors(ref)

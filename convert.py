@@ -47,6 +47,7 @@ def main(argv=None) -> int:
                     f"writes a {'file' if args.to == 'openai' else 'directory'}")
 
     import formats
+    from files import atomic_directory
     from pretrained import CheckpointError, from_pretrained, save_checkpoint
 
     try:
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
             save_checkpoint(model, args.dst)  # atomic; keeps the timestamps flag
         else:
             writer = formats.write_hf if args.to == "hf" else formats.write_ct2
-            with formats.atomic_directory(args.dst, replace=args.force) as tmp:
+            with atomic_directory(args.dst, replace=args.force) as tmp:
                 writer(model, tmp)
     except CheckpointError as e:  # a model the target format can't hold
         print(f"error: {e}", file=sys.stderr)

@@ -5,12 +5,16 @@ Everything the repo writes that a user or a later run reads (checkpoints, shards
 transcripts, logs' companions, downloads) goes through `atomic_write`: the bytes go to a temporary
 name in the same directory, are flushed to disk, and only then take the final name. A kill, a full
 disk or an exception leaves the old file or the new one, never a mix, and no temporary behind.
+A directory written as a whole (convert.py's Hugging Face and CTranslate2 outputs) goes through
+`atomic_directory`, the same promise for a set of files.
 """
 import contextlib
 import glob
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import urllib.request
 
 TMP_SUFFIX = ".tmp"
@@ -87,3 +91,38 @@ def download(url: str, dest: str, sha256: str = None) -> str:
     except OSError as e:
         raise DownloadError(f"{url}: download failed ({e})") from None
     return dest
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str, replace: bool = False):
+    """`with atomic_directory(d) as tmp:` write files into tmp; `d` appears (or, with replace,
+    replaces the old one) only when the block completes. On any error tmp is removed and `d` is
+    untouched. The swap of an existing `d` is two renames: a crash between them leaves the old
+    directory beside it under a .old name, never a half-written `d`."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    old = None
+    try:
+        yield tmp
+        if os.path.lexists(path):
+            if not replace:
+                raise FileExistsError(f"{path}: already exists")
+            old = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".old", dir=parent)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.replace(path, os.path.join(old, "previous"))
+            else:
+                os.remove(path)
+        # mkdtemp makes the directory 0700 and safetensors its file 0600: give them the modes any
+        # file written here gets, or the model would be hidden from other users
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        for name in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -15,12 +15,9 @@ What each directory carries besides the weights:
 A model trained without timestamps (pretrained.trained_with_timestamps) gets "timestamps": false
 in its config.json; the two libraries ignore the key, our loader reads it back.
 """
-import contextlib
 import json
 import os
-import shutil
 import struct
-import tempfile
 
 import torch
 
@@ -462,38 +459,3 @@ def write_ct2(model: Whisper, directory: str):
 
 # ------------------------------------------------------------------------------------------------
 # a directory written whole or not at all
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str, replace: bool = False):
-    """`with atomic_directory(d) as tmp:` write files into tmp; `d` appears (or, with replace,
-    replaces the old one) only when the block completes. On any error tmp is removed and `d` is
-    untouched. The swap of an existing `d` is two renames: a crash between them leaves the old
-    directory beside it under a .old name, never a half-written `d`."""
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=parent)
-    old = None
-    try:
-        yield tmp
-        if os.path.lexists(path):
-            if not replace:
-                raise FileExistsError(f"{path}: already exists")
-            old = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".old", dir=parent)
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.replace(path, os.path.join(old, "previous"))
-            else:
-                os.remove(path)
-        # mkdtemp makes the directory 0700 and safetensors its file 0600: give them the modes any
-        # file written here gets, or the model would be hidden from other users
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        for name in os.listdir(tmp):
-            os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)

@@ -724,8 +724,11 @@ def part_l(args, tmp) -> str:
     levels = [level for level in LEVELS if level in args.levels.split(",")]
     systems = [(f"ours {level}" + (" (default)" if level == DEFAULT_LEVEL else "")
                 + (" (reference)" if level == "file" else ""),
+                # "file" runs as reference mode, which also decodes digital silence as openai-whisper does
                 lambda a, level=level: transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback,
-                                                  level=level)["text"]) for level in levels]
+                                                  reference=level == "file",
+                                                  level=None if level == "file" else level)["text"])
+               for level in levels]
     missing = []
     if have("whisper"):
         import whisper

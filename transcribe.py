@@ -44,7 +44,7 @@ TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio toke
 SILENCE_PEAK = 10 ** (-80 / 20)
 # where the long-form log-mel's 80 dB clamp takes its top (audio.LongFormMel.frames); reference=True
 # is "file", openai-whisper's
-DEFAULT_LEVEL = "file"
+DEFAULT_LEVEL = "agc"
 
 
 @torch.inference_mode()
@@ -134,7 +134,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     without_timestamps decodes text only, one segment per window covering the window.
 
     reference=True keeps openai-whisper's algorithm exactly: every window's log-mel is clamped 80 dB
-    below the whole file's loudest frame. `level` (audio.LEVELS) chooses otherwise: "window" clamps
+    below the whole file's loudest frame, and windows of digital silence are decoded too. `level` (audio.LEVELS) chooses otherwise: "window" clamps
     each window below its own loudest frame, as Whisper's 30 s training segments were; "gain" first
     lifts the window until its loudest frame is the file's; "agc" lifts each quiet stretch of speech
     inside a window toward the file's level. The default is DEFAULT_LEVEL, the one bench.py
@@ -245,7 +245,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
             seek = clip_start
             while seek < clip_end:
                 size = min(n_window, n_content - seek, clip_end - seek)
-                if is_digital_silence(audio, seek, size):
+                # openai-whisper decodes digital silence too (and often writes text there): not in reference mode
+                if not reference and is_digital_silence(audio, seek, size):
                     bar.update(round(size / FRAMES_PER_SECOND, 2))
                     seek += size
                     continue

@@ -42,9 +42,10 @@ TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio toke
 # Whisper writes "you" or "." over digital silence with confidence (openai-whisper does too), so a
 # window whose loudest sample is below -80 dBFS is not decoded at all
 SILENCE_PEAK = 10 ** (-80 / 20)
-# where the long-form log-mel's 80 dB clamp takes its top (audio.LongFormMel.frames); reference=True
-# is "file", openai-whisper's
-DEFAULT_LEVEL = "agc"
+# how long-form sets each window's level (audio.LEVELS); "file" is openai-whisper's. "agc" helps
+# files whose speakers change level, but not every bench file once the temperature fallback runs
+# (docs/bench.md, part l), so it is an option
+DEFAULT_LEVEL = "file"
 
 
 @torch.inference_mode()

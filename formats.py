@@ -337,47 +337,52 @@ def tokenizer_json(tok) -> dict:
 _CT2_DTYPE_IDS = {torch.float32: 0, torch.int8: 1, torch.float16: 4, torch.bfloat16: 5}
 
 
+def ct2_layout(n_audio_layer: int, n_text_layer: int) -> list:
+    """Where each of our weights lives in CTranslate2's WhisperSpec, for both directions (the
+    writer below, pretrained.load_ctranslate2): (our module or tensor, its CTranslate2 scope or
+    name, kind). kind is "tensor" (one tensor, renamed), "linear" (weight and bias), "norm"
+    (weight, bias as gamma, beta), or the attention projections fused into one linear there, in
+    order (the key's missing bias stored as zeros)."""
+    layout = []
+    for side, n_layer in (("encoder", n_audio_layer), ("decoder", n_text_layer)):
+        for i in range(n_layer):
+            ours, theirs = f"{side}.blocks.{i}", f"{side}/layer_{i}"
+            layout += [(f"{ours}.attn", f"{theirs}/self_attention/linear_0", ("query", "key", "value")),
+                       (f"{ours}.attn.out", f"{theirs}/self_attention/linear_1", "linear"),
+                       (f"{ours}.attn_ln", f"{theirs}/self_attention/layer_norm", "norm")]
+            if side == "decoder":
+                layout += [(f"{ours}.cross_attn.query", f"{theirs}/attention/linear_0", "linear"),
+                           (f"{ours}.cross_attn", f"{theirs}/attention/linear_1", ("key", "value")),
+                           (f"{ours}.cross_attn.out", f"{theirs}/attention/linear_2", "linear"),
+                           (f"{ours}.cross_attn_ln", f"{theirs}/attention/layer_norm", "norm")]
+            layout += [(f"{ours}.mlp.0", f"{theirs}/ffn/linear_0", "linear"),
+                       (f"{ours}.mlp.2", f"{theirs}/ffn/linear_1", "linear"),
+                       (f"{ours}.mlp_ln", f"{theirs}/ffn/layer_norm", "norm")]
+    return layout + [
+        ("encoder.conv1", "encoder/conv1", "linear"), ("encoder.conv2", "encoder/conv2", "linear"),
+        ("encoder.positional_embedding", "encoder/position_encodings/encodings", "tensor"),
+        ("encoder.ln_post", "encoder/layer_norm", "norm"),
+        ("decoder.token_embedding.weight", "decoder/embeddings/weight", "tensor"),
+        ("decoder.positional_embedding", "decoder/position_encodings/encodings", "tensor"),
+        ("decoder.ln", "decoder/layer_norm", "norm"),
+    ]
+
+
 def ct2_variables(model: Whisper) -> dict:
-    """openai state_dict -> CTranslate2 WhisperSpec variables, the attention projections fused
-    (q;k;v in self-attention, k;v in cross-attention; the key's missing bias stored as zeros)."""
+    """openai state_dict -> CTranslate2 WhisperSpec variables (ct2_layout)."""
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     t = {}
-
-    def linear(dst, src, bias=True):
-        t[f"{dst}/weight"] = sd[f"{src}.weight"]
-        if bias:
-            t[f"{dst}/bias"] = sd[f"{src}.bias"]
-
-    def norm(dst, src):
-        t[f"{dst}/gamma"], t[f"{dst}/beta"] = sd[f"{src}.weight"], sd[f"{src}.bias"]
-
-    def fuse(dst, src, parts):
-        t[f"{dst}/weight"] = torch.cat([sd[f"{src}.{p}.weight"] for p in parts])
-        t[f"{dst}/bias"] = torch.cat([torch.zeros_like(sd[f"{src}.value.bias"]) if p == "key" else sd[f"{src}.{p}.bias"]
-                                      for p in parts])
-
-    dims = model.dims
-    for side, n_layer in (("encoder", dims.n_audio_layer), ("decoder", dims.n_text_layer)):
-        for i in range(n_layer):
-            dst, src = f"{side}/layer_{i}", f"{side}.blocks.{i}"
-            fuse(f"{dst}/self_attention/linear_0", f"{src}.attn", ["query", "key", "value"])
-            linear(f"{dst}/self_attention/linear_1", f"{src}.attn.out")
-            norm(f"{dst}/self_attention/layer_norm", f"{src}.attn_ln")
-            if side == "decoder":
-                linear(f"{dst}/attention/linear_0", f"{src}.cross_attn.query")
-                fuse(f"{dst}/attention/linear_1", f"{src}.cross_attn", ["key", "value"])
-                linear(f"{dst}/attention/linear_2", f"{src}.cross_attn.out")
-                norm(f"{dst}/attention/layer_norm", f"{src}.cross_attn_ln")
-            linear(f"{dst}/ffn/linear_0", f"{src}.mlp.0")
-            linear(f"{dst}/ffn/linear_1", f"{src}.mlp.2")
-            norm(f"{dst}/ffn/layer_norm", f"{src}.mlp_ln")
-    linear("encoder/conv1", "encoder.conv1")
-    linear("encoder/conv2", "encoder.conv2")
-    t["encoder/position_encodings/encodings"] = sd["encoder.positional_embedding"]
-    norm("encoder/layer_norm", "encoder.ln_post")
-    t["decoder/embeddings/weight"] = sd["decoder.token_embedding.weight"]
-    t["decoder/position_encodings/encodings"] = sd["decoder.positional_embedding"]
-    norm("decoder/layer_norm", "decoder.ln")
+    for ours, theirs, kind in ct2_layout(model.dims.n_audio_layer, model.dims.n_text_layer):
+        if kind == "tensor":
+            t[theirs] = sd[ours]
+        elif kind == "linear":
+            t[f"{theirs}/weight"], t[f"{theirs}/bias"] = sd[f"{ours}.weight"], sd[f"{ours}.bias"]
+        elif kind == "norm":
+            t[f"{theirs}/gamma"], t[f"{theirs}/beta"] = sd[f"{ours}.weight"], sd[f"{ours}.bias"]
+        else:
+            t[f"{theirs}/weight"] = torch.cat([sd[f"{ours}.{p}.weight"] for p in kind])
+            t[f"{theirs}/bias"] = torch.cat([torch.zeros_like(sd[f"{ours}.value.bias"]) if p == "key"
+                                             else sd[f"{ours}.{p}.bias"] for p in kind])
     return t
 
 

@@ -351,47 +351,22 @@ def _parse_ctranslate2(buf: bytes, path: str) -> dict:
 
 
 def _ct2_to_openai(t: dict) -> dict:
-    """Rename CTranslate2 variables to openai-whisper's keys, splitting the fused projections."""
+    """CTranslate2 variables -> openai-whisper's keys (formats.ct2_layout), the fused attention
+    projections split (the key's bias, zeros there, dropped)."""
+    n_layers = [len({k.split("/")[1] for k in t if re.match(rf"{side}/layer_\d+/", k)}) for side in ("encoder", "decoder")]
     sd = {}
-
-    def linear(dst, src, bias=True):
-        sd[f"{dst}.weight"] = t[f"{src}/weight"]
-        if bias:
-            sd[f"{dst}.bias"] = t[f"{src}/bias"]
-
-    def norm(dst, src):
-        sd[f"{dst}.weight"], sd[f"{dst}.bias"] = t[f"{src}/gamma"], t[f"{src}/beta"]
-
-    def split_qkv(dst, src, parts):  # one fused linear -> query/key/value (key has no bias)
-        weights = t[f"{src}/weight"].chunk(len(parts))
-        biases = t[f"{src}/bias"].chunk(len(parts))
-        for part, w, b in zip(parts, weights, biases):
-            sd[f"{dst}.{part}.weight"] = w
-            if part != "key":
-                sd[f"{dst}.{part}.bias"] = b
-
-    for side in ("encoder", "decoder"):
-        n_layer = len({k.split("/")[1] for k in t if re.match(rf"{side}/layer_\d+/", k)})
-        for i in range(n_layer):
-            src, dst = f"{side}/layer_{i}", f"{side}.blocks.{i}"
-            split_qkv(f"{dst}.attn", f"{src}/self_attention/linear_0", ["query", "key", "value"])
-            linear(f"{dst}.attn.out", f"{src}/self_attention/linear_1")
-            norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-            if side == "decoder":
-                linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
-                split_qkv(f"{dst}.cross_attn", f"{src}/attention/linear_1", ["key", "value"])
-                linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
-                norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
-            linear(f"{dst}.mlp.0", f"{src}/ffn/linear_0")
-            linear(f"{dst}.mlp.2", f"{src}/ffn/linear_1")
-            norm(f"{dst}.mlp_ln", f"{src}/ffn/layer_norm")
-    linear("encoder.conv1", "encoder/conv1")
-    linear("encoder.conv2", "encoder/conv2")
-    sd["encoder.positional_embedding"] = t["encoder/position_encodings/encodings"]
-    norm("encoder.ln_post", "encoder/layer_norm")
-    sd["decoder.token_embedding.weight"] = t["decoder/embeddings/weight"]
-    sd["decoder.positional_embedding"] = t["decoder/position_encodings/encodings"]
-    norm("decoder.ln", "decoder/layer_norm")
+    for ours, theirs, kind in formats.ct2_layout(*n_layers):
+        if kind == "tensor":
+            sd[ours] = t[theirs]
+        elif kind == "linear":
+            sd[f"{ours}.weight"], sd[f"{ours}.bias"] = t[f"{theirs}/weight"], t[f"{theirs}/bias"]
+        elif kind == "norm":
+            sd[f"{ours}.weight"], sd[f"{ours}.bias"] = t[f"{theirs}/gamma"], t[f"{theirs}/beta"]
+        else:
+            for part, w, b in zip(kind, t[f"{theirs}/weight"].chunk(len(kind)), t[f"{theirs}/bias"].chunk(len(kind))):
+                sd[f"{ours}.{part}.weight"] = w
+                if part != "key":
+                    sd[f"{ours}.{part}.bias"] = b
     return sd
 
 

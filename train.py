@@ -54,6 +54,7 @@ eval_sample_len = 128  # max tokens decoded per utterance during eval
 eval_at_start = True  # eval before the first step (the baseline for fine-tuning)
 eval_only = False  # evaluate once and exit
 log_interval = 10
+plot_curves = True  # redraw out_dir/curves.png (losses and WER) at every eval
 # model (init_from='scratch' only; otherwise the dims come from the checkpoint)
 n_mels = 80
 n_audio_ctx = 1500  # the audio context switch: 1500 = 30 s windows as in Whisper; fewer = shorter ones (docs/train.md)
@@ -556,7 +557,7 @@ while True:
         if iter_num > start_iter:
             save(improved, {"best_val_loss": best_val_loss, "train_seconds": train_seconds, "timestamps": timestamps,
                             "val_loss": result["val_loss"], "wer": result.get("wer")})
-        if master:
+        if master and plot_curves:
             plot(log_path, os.path.join(out_dir, "curves.png"))
         t_log += time.time() - t_eval  # eval time doesn't count against throughput
     if is_last:

@@ -338,7 +338,7 @@ def test_trained_with_timestamps_emits_them(corpus, tmp_path):
             "--n_audio_state=64", "--n_audio_head=2", "--n_audio_layer=2", "--n_text_state=64", "--n_text_head=2",
             "--n_text_layer=2", "--batch_size=4", "--max_iters=150", "--warmup_iters=10", "--learning_rate=3e-3",
             "--eval_interval=150", "--eval_at_start=False", "--eval_iters=1", "--eval_wer_utts=0",
-            "--log_interval=50", "--timestamp_probability=1.0", "--prompt_probability=0.0", "--device=cpu"]
+            "--plot_curves=False", "--log_interval=50", "--timestamp_probability=1.0", "--prompt_probability=0.0", "--device=cpu"]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
@@ -401,7 +401,7 @@ def train_run(data_dir, out_dir, *extra, nproc=1):
     args = [*launcher, "train.py", f"--data_dir={data_dir}", f"--out_dir={out_dir}", "--n_audio_ctx=150",
             "--n_audio_state=64", "--n_audio_head=2", "--n_audio_layer=2", "--n_text_state=64", "--n_text_head=2",
             "--n_text_layer=2", "--eval_at_start=False", "--eval_iters=1", "--eval_wer_utts=2", "--eval_sample_len=8",
-            "--eval_interval=100", "--log_interval=1", "--warmup_iters=2", "--lr_decay_iters=6", "--device=cpu",
+            "--plot_curves=False", "--eval_interval=100", "--log_interval=1", "--warmup_iters=2", "--lr_decay_iters=6", "--device=cpu",
             "--timestamp_probability=0.5", "--prompt_probability=0.5", "--ctc_weight=0.5", "--guide_weight=0.5", *extra]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -18,7 +18,8 @@ PY = sys.executable
 # a small but real model: 2+2 blocks of width 128, a 6 s window (the tiny corpus has clips of 1-5 s)
 TINY = ["--n_audio_ctx=300", "--n_audio_state=128", "--n_audio_head=2", "--n_audio_layer=2",
         "--n_text_state=128", "--n_text_head=2", "--n_text_layer=2"]
-QUIET = ["--eval_at_start=False", "--eval_iters=1", "--eval_wer_utts=2", "--eval_sample_len=8"]
+# matplotlib's import and a figure cost ~0.7 s a run; test_overfit_memorises_and_eval_py_scores_it draws one
+QUIET = ["--eval_at_start=False", "--eval_iters=1", "--eval_wer_utts=2", "--eval_sample_len=8", "--plot_curves=False"]
 
 
 def run(args, timeout=300, env=None, check=True):
@@ -64,9 +65,10 @@ def test_overfit_memorises_and_eval_py_scores_it(corpus, tmp_path):
     batch = min(8, n_train)
     train(f"--data_dir={shards}", f"--out_dir={out}", *TINY, *QUIET, f"--batch_size={batch}", "--max_iters=100",
           "--lr_decay_iters=100", "--warmup_iters=10", "--learning_rate=3e-3", "--min_lr=3e-4", "--weight_decay=0.0",
-          "--eval_interval=1000", "--log_interval=20")
+          "--eval_interval=1000", "--log_interval=20", "--plot_curves=True")
     losses = train_losses(out)
     assert losses[100] < 0.05, losses
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # eval.py reads the flac files and pads them to the model's 6 s window, as the loader did
     proc = run([PY, "eval.py", "--model", out / "ckpt.pt", raw / "train"])
     last = proc.stdout.strip().splitlines()[-1]

@@ -135,11 +135,11 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     without_timestamps decodes text only, one segment per window covering the window.
 
     reference=True keeps openai-whisper's algorithm exactly: every window's log-mel is clamped 80 dB
-    below the whole file's loudest frame, and windows of digital silence are decoded too. `level` (audio.LEVELS) chooses otherwise: "window" clamps
-    each window below its own loudest frame, as Whisper's 30 s training segments were; "gain" first
-    lifts the window until its loudest frame is the file's; "agc" lifts each quiet stretch of speech
-    inside a window toward the file's level. The default is DEFAULT_LEVEL, the one bench.py
-    --part l measured best on files whose speakers change level.
+    below the whole file's loudest frame, and windows of digital silence are decoded too. `level`
+    (audio.LEVELS) chooses otherwise: "window" clamps each window below its own loudest frame, as
+    Whisper's 30 s training segments were; "gain" first lifts the window until its loudest frame is
+    the file's; "agc" lifts each quiet stretch of speech inside a window toward the file's level.
+    The default is DEFAULT_LEVEL (why: its comment and bench.py --part l).
     """
     from tqdm import tqdm
 

@@ -79,16 +79,11 @@ def known_clips():
                     clips.append((load_audio(path), text))
     if clips:
         return clips, f"{len(clips)} clips from ../shared/data"
-    from tts import ESpeak
+    from tts import speak
 
-    import soxr
-
-    speak = ESpeak()
     texts = ["the quick brown fox jumps over the lazy dog", "she sells sea shells by the sea shore",
              "a journey of a thousand miles begins with a single step", "all that glitters is not gold"]
-    for text in texts:  # int16 at 22050 Hz -> float32 at 16 kHz
-        audio = speak.synth(text, voice="en-us").astype(np.float32) / 32768.0
-        clips.append((soxr.resample(audio, speak.sample_rate, SR).astype(np.float32), text))
+    clips += [(np.asarray(speak(text, voice="en-us"), np.float32), text) for text in texts]
     return clips, "../shared/data is absent: synthetic espeak-ng speech"
 
 

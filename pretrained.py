@@ -212,9 +212,7 @@ def trained_with_timestamps(checkpoint: dict, path: str) -> bool:
     it: a training checkpoint of ours (it holds the run's "config") predates timestamp targets, so
     False; any other openai-format file is an official model or a conversion of one, so True."""
     if "timestamps" in checkpoint:
-        if not isinstance(checkpoint["timestamps"], bool):
-            raise CheckpointError(f"{path}: 'timestamps' must be true or false, not {checkpoint['timestamps']!r}")
-        return checkpoint["timestamps"]
+        return formats.timestamps_flag(checkpoint, path)  # the key as HF and CT2 config.json hold it
     return "config" not in checkpoint
 
 

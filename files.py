@@ -102,7 +102,7 @@ def atomic_directory(path: str, replace: bool = False):
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".", suffix=TMP_SUFFIX, dir=parent)
     old = None
     try:
         yield tmp

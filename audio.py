@@ -273,7 +273,7 @@ class ArrayAudio:
 def audio_source(audio):
     """Long-form input as an AudioFile or ArrayAudio: a path is streamed from its file, samples in
     memory are used as they are."""
-    if isinstance(audio, (AudioFile, ArrayAudio)):
+    if isinstance(audio, (AudioFile, ArrayAudio)) or hasattr(audio, "frame_peak"):  # or vad.SpeechAudio
         return audio
     if isinstance(audio, (str, os.PathLike)):
         return AudioFile(audio)

@@ -21,6 +21,7 @@ and exit code 2 before any work; so are two inputs whose outputs would share a n
 b/x.ogg with --output-format txt): they are refused rather than renamed apart.
 """
 import argparse
+import bisect
 import json
 import math
 import os
@@ -36,6 +37,7 @@ from cli import OneLineErrors, unwritable
 from decoding import decode, detect_language, encode
 from files import atomic_write, remove_stale_temps
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
+from vad import speech_only, to_original
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: CPU only
 TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio token)
@@ -117,7 +119,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                no_speech_threshold=0.6, condition_on_previous_text=True, initial_prompt=None, word_timestamps=False,
                language=None, task="transcribe", batch_size=None, suppress_tokens="-1", progress=False,
                clip_timestamps="0", carry_initial_prompt=False, hallucination_silence_threshold=None, prefix=None,
-               hotwords=None, without_timestamps=False, reference=False, level=None) -> dict:
+               hotwords=None, without_timestamps=False, reference=False, level=None, vad=False) -> dict:
     """16 kHz samples -> {"text", "segments", "language", "language_probability"}.
 
     Each segment has id, seek, start, end, text, tokens, temperature, avg_logprob,
@@ -140,6 +142,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     Whisper's 30 s training segments were; "gain" first lifts the window until its loudest frame is
     the file's; "agc" lifts each quiet stretch of speech inside a window toward the file's level.
     The default is DEFAULT_LEVEL (why: its comment and bench.py --part l).
+
+    vad=True (as faster-whisper's vad_filter) hears only the speech that silero-vad finds (vad.py),
+    joined; batched windows are cut where one stretch of speech meets the next, and every time in
+    the result is the original audio's.
     """
     from tqdm import tqdm
 
@@ -148,7 +154,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     clips = parse_clip_timestamps(clip_timestamps)
     check_long_form_options(batch_size=batch_size, word_timestamps=word_timestamps, clip_timestamps=clips,
                             hallucination_silence_threshold=hallucination_silence_threshold,
-                            timestamps=getattr(model, "timestamps", True), prefix=prefix, hotwords=hotwords)
+                            timestamps=getattr(model, "timestamps", True), prefix=prefix, hotwords=hotwords,
+                            vad=vad)
     if reference and level not in (None, "file"):
         raise ValueError(f"reference=True is openai-whisper's level 'file'; it can't go with level={level!r}")
     level = level or ("file" if reference else DEFAULT_LEVEL)
@@ -159,12 +166,17 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                           logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
                           beam_size=beam_size, best_of=best_of, patience=patience, length_penalty=length_penalty,
                           suppress_tokens=suppress_tokens)
+    audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
     if not getattr(model, "timestamps", True):
         check_options(model, initial_prompt=initial_prompt, language=language, task=task, prefix=prefix,
                       hotwords=hotwords)  # before any work
-        return transcribe_short_windows(model, audio, batch_size=batch_size, word_timestamps=word_timestamps,
-                                        progress=progress, **decode_options)
-    audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
+    speech = None
+    if vad:
+        audio = speech = speech_only(audio)
+    if not getattr(model, "timestamps", True):
+        result = transcribe_short_windows(model, audio, batch_size=batch_size, word_timestamps=word_timestamps,
+                                          progress=progress, **decode_options)
+        return to_original(result, speech) if speech else result
     # the model's window: 3000 frames (30 s) for official models, 2 * n_audio_ctx for ours
     n_window = window_frames(model.dims.n_audio_ctx)
     mel = LongFormMel(audio, n_mels=model.dims.n_mels, device=model.device)
@@ -205,7 +217,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     if batch_size:
         # independent windows cut at pauses, decoded batch_size at a time. Where the model stops
         # before the end of its window, the rest goes back in the queue as a window of its own.
-        queue = [(s, e - s) for s, e in silence_cuts(audio, n_content, n_window)]
+        queue = [(s, e - s) for s, e in silence_cuts(audio, n_content, n_window, speech.bounds() if speech else ())]
         silent = [(s, n) for s, n in queue if is_digital_silence(audio, s, n)]
         bar.update(round(sum(n for _, n in silent) / FRAMES_PER_SECOND, 2))
         queue = [w for w in queue if w not in silent]
@@ -291,7 +303,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     for i, segment in enumerate(segments):
         segment["id"] = i
     text = tokenizer.decode([t for s in segments for t in s["tokens"]])
-    return dict(text=text, segments=segments, language=language, language_probability=language_probability)
+    result = dict(text=text, segments=segments, language=language, language_probability=language_probability)
+    return to_original(result, speech) if speech else result
 
 
 def speech_end(segments: list, default=None):
@@ -332,12 +345,16 @@ def clip_frames(times: list, n_content: int) -> list:
 
 
 def check_long_form_options(*, batch_size=None, word_timestamps=False, clip_timestamps=None,
-                            hallucination_silence_threshold=None, timestamps=True, prefix=None, hotwords=None):
+                            hallucination_silence_threshold=None, timestamps=True, prefix=None, hotwords=None,
+                            vad=False):
     """A ValueError, before any work, for options that would otherwise be silently ignored."""
     for name, text in (("--prefix", prefix), ("--hotwords", hotwords)):
         if text is not None and not text.strip():
             raise ValueError(f"{name}: expected some text, got {text!r}")
     clipped = bool(clip_timestamps) and list(clip_timestamps) != [0.0]
+    if clipped and vad:
+        raise ValueError("--clip-timestamps can't be used with --vad: the clips' times are the audio's, "
+                         "and --vad leaves only its speech")
     if hallucination_silence_threshold is not None:
         if not math.isfinite(hallucination_silence_threshold) or hallucination_silence_threshold < 0:
             raise ValueError("--hallucination-silence-threshold: expected seconds of 0 or more, "
@@ -510,15 +527,22 @@ def clear_empty_segments(segments: list) -> list:
     return segments
 
 
-def silence_cuts(audio, n_content: int, max_frames: int = N_FRAMES) -> list:
+def silence_cuts(audio, n_content: int, max_frames: int = N_FRAMES, bounds=()) -> list:
     """Windows of at most max_frames (30 s) for batched decoding, each cut in the middle of the
     longest pause in the second half of that span, so that words are rarely cut in two and each
-    window starts and ends in silence. `audio`: samples or an audio_source(). Returns [(start_frame, end_frame)]."""
+    window starts and ends in silence. `bounds` (frames, ascending) are better cuts where one lies
+    in the span: the last of them is taken (vad.SpeechAudio's seams between stretches of speech).
+    `audio`: samples or an audio_source(). Returns [(start_frame, end_frame)]."""
     min_frames = max_frames // 2
     hop = 5  # energy over 50 ms steps
     energy = step_energy(audio_source(audio), -(-n_content // hop), hop * HOP_LENGTH)
     cuts, start = [], 0
     while n_content - start > max_frames:
+        seam = bisect.bisect_right(bounds, start + max_frames) - 1
+        if seam >= 0 and bounds[seam] > start:
+            cuts.append((start, bounds[seam]))
+            start = bounds[seam]
+            continue
         lo, hi = (start + min_frames) // hop, (start + max_frames) // hop
         span = energy[lo:hi]
         quiet = span <= max(float(span.min()) * 4, float(span.max()) * 1e-3)  # within 6 dB of the floor
@@ -783,6 +807,9 @@ def main(argv=None) -> int:
     p.add_argument("--hallucination-silence-threshold", type=seconds_type, default=None, metavar="SECONDS",
                    help="with --word-timestamps: skip silences longer than this around text that looks hallucinated")
     p.add_argument("--batch-size", type=positive_int, default=None, help="decode windows cut at silences N at a time")
+    p.add_argument("--vad", action="store_true",
+                   help="transcribe only the speech silero-vad finds (faster-whisper's vad_filter); times stay the "
+                        "audio's. Needs: pip install --no-deps silero-vad")
     p.add_argument("--reference", action="store_true",
                    help="openai-whisper's exact algorithm: every window's log-mel clamped 80 dB below the whole "
                         "file's loudest moment, whatever the default --level")
@@ -808,7 +835,11 @@ def main(argv=None) -> int:
         check_long_form_options(batch_size=args.batch_size, word_timestamps=args.word_timestamps,
                                 clip_timestamps=parse_clip_timestamps(args.clip_timestamps),
                                 hallucination_silence_threshold=args.hallucination_silence_threshold,
-                                prefix=args.prefix, hotwords=args.hotwords)
+                                prefix=args.prefix, hotwords=args.hotwords, vad=args.vad)
+        if args.vad:
+            from vad import model_path
+
+            model_path()  # installed, or how to install it
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -856,7 +887,7 @@ def main(argv=None) -> int:
                    clip_timestamps=args.clip_timestamps, carry_initial_prompt=args.carry_initial_prompt,
                    hallucination_silence_threshold=args.hallucination_silence_threshold, prefix=args.prefix,
                    hotwords=args.hotwords, without_timestamps=args.without_timestamps, reference=args.reference,
-                   level=args.level)
+                   level=args.level, vad=args.vad)
 
     failed = 0
     for path in args.files:

@@ -271,6 +271,19 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 prompt = with_hotwords(prompt, bool(prefix_tokens))
                 result = decode_with_fallback(model, mel_window[None], prompt=prompt or None,
                                               prefix=prefix_tokens or None, **decode_options)[0]
+                previous_text = all_tokens[max(prompt_reset_since, len(prompt_tokens) if carry_initial_prompt else 0):]
+                copied = set() if reference else copied_runs(result.tokens, previous_text, tokenizer)
+                if copied:
+                    # the model may have read the previous text back instead of the audio (and,
+                    # ending on a lone timestamp, would skip the rest of the window): the window is
+                    # heard again without it. If it still says what was copied, the audio repeats
+                    # itself and the first decoding stands; if not, the second does, and only
+                    # what is heard here leads the next window
+                    unprompted = with_hotwords(prompt_tokens if carry_initial_prompt else [], bool(prefix_tokens))
+                    heard = decode_with_fallback(model, mel_window[None], prompt=unprompted or None,
+                                                 prefix=prefix_tokens or None, **decode_options)[0]
+                    if not copied & copied_runs(heard.tokens, previous_text, tokenizer):
+                        result, prompt_reset_since = heard, len(all_tokens)
                 prefix_tokens = []  # the first decoded window's only, whatever becomes of it
                 previous_seek, time_offset = seek, seek / FRAMES_PER_SECOND
                 if is_no_speech(result, no_speech_threshold, logprob_threshold):
@@ -305,6 +318,32 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     text = tokenizer.decode([t for s in segments for t in s["tokens"]])
     result = dict(text=text, segments=segments, language=language, language_probability=language_probability)
     return to_original(result, speech) if speech else result
+
+
+# a window whose text repeats this many words of the previous text in a row copied its prompt: tiny.en
+# does, then ends on a lone timestamp and skips the rest of the window (bench.py --part l, docs/bench.md)
+COPY_WORDS = 8
+
+
+def copied_runs(tokens: list, previous: list, tokenizer, n: int = COPY_WORDS) -> set:
+    """The runs of n words of a window's text (inside one segment: no timestamp among them) that
+    occur, in order, in the previous text; words compared in lower case without punctuation, so a
+    comma doesn't hide a copy."""
+    def words(ts):
+        text = tokenizer.decode([t for t in ts if t < tokenizer.timestamp_begin]).lower()
+        return "".join(c if c.isalnum() or c == "'" else " " for c in text).split()
+
+    def runs(ws):
+        return {tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)}
+
+    pieces, piece = [], []
+    for t in list(tokens) + [tokenizer.timestamp_begin]:
+        if t >= tokenizer.timestamp_begin:
+            pieces.append(piece)
+            piece = []
+        else:
+            piece.append(t)
+    return set().union(*(runs(words(p)) for p in pieces if p)) & runs(words(previous))
 
 
 def speech_end(segments: list, default=None):

@@ -25,9 +25,10 @@ Benchmarks, each figure measured side by side with its peers in the same run, as
     ratio of the longest file's peak RSS to the shortest's, which streaming should keep near 1.
 (l) Level changes, only when asked (--part l): WER, not time, on long files built from the
     ../shared/data clips and espeak-ng sentences (each once, seeded order): levelled, speakers 30 dB
-    apart, levels spread over 47 dB, long pauses. Per file: ours at every audio.LEVELS setting (the
-    default and reference mode among them), openai-whisper, faster-whisper fp32, and the WER of each
-    clip transcribed alone, all in this process, each file from --seed.
+    apart, levels spread over 47 dB, long pauses. Per file: our default, reference mode and the
+    default at each other audio.LEVELS setting (--levels), openai-whisper, faster-whisper fp32, with
+    --vad ours and faster-whisper with VAD too, and the WER of each clip transcribed alone, all in
+    this process, each file from --seed.
 
 Runs are interleaved (one of each system, then the next round) and the median is reported, because a
 shared machine's timings drift. Round r seeds every system's sampler with --seed + r: a window that
@@ -716,14 +717,16 @@ def part_l(args, tmp) -> str:
     def reference_mode(a):
         return transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback, reference=True)["text"]
 
-    levels = [level for level in LEVELS if level in args.levels.split(",")]
-    systems = [(f"ours {level}" + (" (default)" if level == DEFAULT_LEVEL else "")
-                + (" (reference)" if level == "file" else ""),
-                # "file" runs as reference mode, which also decodes digital silence as openai-whisper does
-                lambda a, level=level: transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback,
-                                                  reference=level == "file",
-                                                  level=None if level == "file" else level)["text"])
-               for level in levels]
+    def ours_row(**options):
+        return lambda a: transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback, **options)["text"]
+
+    # the default, then openai-whisper's algorithm (which also decodes digital silence), then the
+    # default at each other --levels setting
+    vads = [False, True] if args.vad else [False]
+    systems = [(f"ours default{' + vad' * v}", ours_row(vad=v)) for v in vads]
+    systems += [(f"ours reference{' + vad' * v}", ours_row(reference=True, vad=v)) for v in vads]
+    systems += [(f"ours {level}", ours_row(level=level)) for level in LEVELS
+                if level in args.levels.split(",") and level != DEFAULT_LEVEL]
     missing = []
     if have("whisper"):
         import whisper
@@ -737,8 +740,8 @@ def part_l(args, tmp) -> str:
         from faster_whisper import WhisperModel
 
         fw = WhisperModel(ct2, device="cpu", compute_type="float32", cpu_threads=args.threads)
-        systems.append(("faster-whisper", lambda a: " ".join(s.text.strip() for s in fw.transcribe(
-            a, beam_size=1, best_of=5, temperature=list(fallback), language="en")[0])))
+        systems += [(f"faster-whisper{' + vad' * v}", lambda a, v=v: " ".join(s.text.strip() for s in fw.transcribe(
+            a, beam_size=1, best_of=5, temperature=list(fallback), language="en", vad_filter=v)[0])) for v in vads]
     else:
         missing.append("faster-whisper")
 
@@ -766,11 +769,11 @@ def part_l(args, tmp) -> str:
         for system, fn in systems:
             wers.append(word_error_rate([truth], [seeded(fn, audio)]))
             print(f"  {name}: {system} WER {100 * wers[-1]:.2f}%", file=sys.stderr, flush=True)
-        default = wers[levels.index(DEFAULT_LEVEL)] if DEFAULT_LEVEL in levels else None
+        default, reference = wers[0], wers[len(vads)]
         rows.append([name, f"{len(audio) / SR:.0f}", f"{100 * per_clip:.2f}"] + [f"{100 * w:.2f}" for w in wers]
-                    + [f"{default / per_clip:.2f}" if per_clip and default is not None else "-"])
+                    + [f"{default / per_clip:.2f}" if per_clip else "-", f"{100 * (default - reference):+.2f}"])
     search = "greedy + temperature fallback" if "," in args.temperatures else f"temperature {args.temperatures} only"
-    headers = ["file", "s", "per clip"] + [name for name, _ in systems] + ["default / per clip"]
+    headers = ["file", "s", "per clip"] + [name for name, _ in systems] + ["default / per clip", "default - reference"]
     out = [f"### (l) Long-form WER % with level changes, tiny.en, {search}, seed {args.seed}",
            f"CPU: {cpu_description()}",
            table(headers, rows),
@@ -822,7 +825,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train-args", default="", help="part (c): more train.py overrides for every row, e.g. "
                    "--train-args='--text_pad_multiple=32 --profile_steps=3'")
     p.add_argument("--levels", default=",".join(LEVEL_NAMES),
-                   help="part l: our rows, comma-separated audio.LEVELS (default: all)")
+                   help="part l: rows of our default at these audio.LEVELS too, comma-separated (default: all)")
+    p.add_argument("--vad", action="store_true",
+                   help="part l: rows with VAD too (ours default and reference --vad, faster-whisper vad_filter)")
     p.add_argument("--memory-minutes", default="10,60",
                    help="part m: lengths of the files, in minutes; the table's ratio is the last over the first")
     p.add_argument("--memory-layout", default="sparse", choices=["sparse", "dense"],

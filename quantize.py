@@ -3,7 +3,8 @@ int8 inference on a CPU, by swapping modules: nothing here changes model.py's cl
 
 quantize_int8(model) turns, in place:
 - every nn.Linear into an Int8Linear (int8 weights, one scale per output channel, the input
-  quantised on every call: fbgemm's dynamic quantisation);
+  quantised on every call: fbgemm's dynamic quantisation), except the encoder's mlp.2, which
+  becomes a Bf16Linear (why: at the swap);
 - each self-attention into an Int8SelfAttention, whose query, key and value are one Int8Linear
   (the input is quantised once instead of three times);
 - the decoder into an Int8TextDecoder, whose logits come from an int8 copy of the token embedding
@@ -15,22 +16,28 @@ reads the model (word timings, figures) sees the same structure.
 """
 import warnings
 from contextlib import contextmanager
-from typing import Optional
 
 import torch
-import torch.nn as nn
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from model import AudioEncoder, MultiHeadAttention, TextDecoder, Whisper
+
+# fbgemm quantises a Linear's input to 8 bits with one scale for the whole call. Without VNNI its
+# kernels add pairs of u8 x s8 products in int16, which can saturate, so the input keeps to 7 bits
+# (reduce_range); AVX512-VNNI adds them in int32, where the full 8 bits are safe and halve the
+# input's rounding error: on tiny.en, teacher-forced logits move half as far from fp32's
+# (docs/bench.md, "int8 accuracy").
+REDUCE_RANGE = not getattr(torch.cpu, "get_capabilities", dict)().get("avx512_vnni", False)
 
 
 class Int8Linear(nn.Module):
     """A Linear for CPU inference: int8 weights with one symmetric scale per output channel, the
-    input quantised on every call. Its outputs are bit-equal to those of
-    torch.ao.quantization.quantize_dynamic with per_channel_dynamic_qconfig, which packs each
-    weight three times and is deprecated; this packs it once."""
+    input quantised on every call, to 8 bits, or to 7 where REDUCE_RANGE. With 7 its outputs are
+    bit-equal to those of torch.ao.quantization.quantize_dynamic with per_channel_dynamic_qconfig,
+    which packs each weight three times, always uses 7 bits and is deprecated; this packs it once."""
 
-    def __init__(self, weight: Tensor, bias: Optional[Tensor] = None):
+    def __init__(self, weight: Tensor, bias: Tensor | None = None):
         super().__init__()
         weight = weight.detach().float()
         scale = (weight.abs().amax(dim=1) / 127.5).clamp(min=torch.finfo(torch.float32).eps).double()
@@ -41,7 +48,20 @@ class Int8Linear(nn.Module):
         self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self.packed, True)  # reduce_range, as fbgemm wants
+        return torch.ops.quantized.linear_dynamic(x, self.packed, REDUCE_RANGE)
+
+
+class Bf16Linear(nn.Module):
+    """A Linear with bf16 weights, fp32 in and out: each input rounded on its own, not to a scale
+    shared with the rest of the call as in Int8Linear."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().bfloat16(), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().bfloat16(), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x.bfloat16(), self.weight, self.bias).float()
 
 
 class Int8SelfAttention(MultiHeadAttention):
@@ -102,6 +122,12 @@ def quantize_int8(model: Whisper) -> Whisper:
         attn.qkv = Int8Linear(torch.cat([attn.query.weight, attn.key.weight, attn.value.weight]),
                               torch.cat([attn.query.bias, key_bias, attn.value.bias]))
         del attn.query, attn.key, attn.value  # self_projections reads qkv alone: not packed twice below
+    # The encoder's mlp.2 reads the GELU of 1536 channels at 1500 positions, a few values far larger
+    # than the rest, so one int8 scale for the call leaves most of them a handful of steps. Alone in
+    # int8 it moved tiny.en's logits twice as far as the encoder's attention projections and four
+    # times as far as its mlp.0 (docs/bench.md, "int8 accuracy"); bf16 rounds each value on its own.
+    for block in model.encoder.blocks:
+        block.mlp[2] = Bf16Linear(block.mlp[2].weight, block.mlp[2].bias)
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear):

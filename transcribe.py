@@ -272,13 +272,16 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 result = decode_with_fallback(model, mel_window[None], prompt=prompt or None,
                                               prefix=prefix_tokens or None, **decode_options)[0]
                 previous_text = all_tokens[max(prompt_reset_since, len(prompt_tokens) if carry_initial_prompt else 0):]
-                copied = set() if reference else copied_runs(result.tokens, previous_text, tokenizer)
+                # only a window that seek would leave whole is checked: that is what loses the speech,
+                # and audio that really repeats itself (a chorus, a rerun) isn't decoded twice throughout
+                skips_window = split_segments(result.tokens, tokenizer, 0.0, size)[1] >= size
+                copied = (copied_runs(result.tokens, previous_text, tokenizer) if skips_window and not reference
+                          else set())
                 if copied:
-                    # the model may have read the previous text back instead of the audio (and,
-                    # ending on a lone timestamp, would skip the rest of the window): the window is
-                    # heard again without it. If it still says what was copied, the audio repeats
-                    # itself and the first decoding stands; if not, the second does, and only
-                    # what is heard here leads the next window
+                    # the model may have read the previous text back instead of the audio, and would
+                    # skip the rest of the window: the window is heard again without it. If it
+                    # still says what was copied, the audio repeats itself and the first decoding
+                    # stands; if not, the second does, and only what is heard here leads the next window
                     unprompted = with_hotwords(prompt_tokens if carry_initial_prompt else [], bool(prefix_tokens))
                     heard = decode_with_fallback(model, mel_window[None], prompt=unprompted or None,
                                                  prefix=prefix_tokens or None, **decode_options)[0]

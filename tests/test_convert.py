@@ -229,8 +229,8 @@ def transcripts_ours(model, speech) -> list:
 
 @pytest.fixture(scope="module")
 def faster_whisper():
-    return pytest.importorskip("faster_whisper", reason="faster-whisper judges the CTranslate2 output (not in "
-                                                        "requirements-dev.txt)")
+    return pytest.importorskip("faster_whisper", reason="faster-whisper judges the CTranslate2 output (a test "
+                                                        "dependency: requirements-dev.txt)")
 
 
 def transcripts_faster_whisper(faster_whisper, directory, speech, compute_type="float32") -> list:

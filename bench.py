@@ -340,7 +340,11 @@ def part_a(args, tmp) -> str:
           f"{args.threads} threads, median of {args.repeat}", file=sys.stderr, flush=True)
     out = [f"### (a) CPU long-form, tiny.en, {seconds / 60:.1f} min ({source}), {search} ({args.temperatures}), "
            f"{args.threads} threads, median of {args.repeat} interleaved runs, seeds {args.seed}-{args.seed + args.repeat - 1}"]
+    import quantize  # which int8 path this CPU gets (quantize.py says why each depends on the CPU)
+
     out.append(f"CPU: {cpu_description()}")
+    out.append(f"ours int8 on this CPU: {'7' if quantize.REDUCE_RANGE else '8'}-bit inputs, encoder mlp.2 in "
+               f"{'bf16' if quantize.ENCODER_MLP_BF16 else 'int8'}")
     out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, "faster-whisper int8",
                         seed=args.seed, temperatures=args.temperatures))
     if missing:

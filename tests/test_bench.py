@@ -130,6 +130,10 @@ def test_part_a_header_names_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "longform", lambda *args, **options: "TABLE")
     out = bench.part_a(bench.parser().parse_args(["--part", "a"]), str(tmp_path))
     assert f"\nCPU: {bench.cpu_description()}\n" in out and "ISA: " in out and "TABLE" in out
+    import quantize
+
+    bits = "7" if quantize.REDUCE_RANGE else "8"
+    assert f"\nours int8 on this CPU: {bits}-bit inputs, encoder mlp.2 in " in out
 
 
 def test_bench_imports_no_script():

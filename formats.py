@@ -342,7 +342,7 @@ def ct2_layout(n_audio_layer: int, n_text_layer: int) -> list:
     writer below, pretrained.load_ctranslate2): (our module or tensor, its CTranslate2 scope or
     name, kind). kind is "tensor" (one tensor, renamed), "linear" (weight and bias), "norm"
     (weight, bias as gamma, beta), or the attention projections fused into one linear there, in
-    order (the key's missing bias stored as zeros)."""
+    order (the key's missing bias stored as zeros). CT2_SUFFIXES spells out the first three."""
     layout = []
     for side, n_layer in (("encoder", n_audio_layer), ("decoder", n_text_layer)):
         for i in range(n_layer):
@@ -368,17 +368,18 @@ def ct2_layout(n_audio_layer: int, n_text_layer: int) -> list:
     ]
 
 
+# the tensors of each plain kind of ct2_layout row: (our name's suffix, CTranslate2's), for both directions
+CT2_SUFFIXES = {"tensor": [("", "")], "linear": [(".weight", "/weight"), (".bias", "/bias")],
+                "norm": [(".weight", "/gamma"), (".bias", "/beta")]}
+
+
 def ct2_variables(model: Whisper) -> dict:
     """openai state_dict -> CTranslate2 WhisperSpec variables (ct2_layout)."""
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     t = {}
     for ours, theirs, kind in ct2_layout(model.dims.n_audio_layer, model.dims.n_text_layer):
-        if kind == "tensor":
-            t[theirs] = sd[ours]
-        elif kind == "linear":
-            t[f"{theirs}/weight"], t[f"{theirs}/bias"] = sd[f"{ours}.weight"], sd[f"{ours}.bias"]
-        elif kind == "norm":
-            t[f"{theirs}/gamma"], t[f"{theirs}/beta"] = sd[f"{ours}.weight"], sd[f"{ours}.bias"]
+        if kind in CT2_SUFFIXES:
+            t.update((theirs + their_suffix, sd[ours + our_suffix]) for our_suffix, their_suffix in CT2_SUFFIXES[kind])
         else:
             t[f"{theirs}/weight"] = torch.cat([sd[f"{ours}.{p}.weight"] for p in kind])
             t[f"{theirs}/bias"] = torch.cat([torch.zeros_like(sd[f"{ours}.value.bias"]) if p == "key"

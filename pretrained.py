@@ -354,12 +354,9 @@ def _ct2_to_openai(t: dict) -> dict:
     n_layers = [len({k.split("/")[1] for k in t if re.match(rf"{side}/layer_\d+/", k)}) for side in ("encoder", "decoder")]
     sd = {}
     for ours, theirs, kind in formats.ct2_layout(*n_layers):
-        if kind == "tensor":
-            sd[ours] = t[theirs]
-        elif kind == "linear":
-            sd[f"{ours}.weight"], sd[f"{ours}.bias"] = t[f"{theirs}/weight"], t[f"{theirs}/bias"]
-        elif kind == "norm":
-            sd[f"{ours}.weight"], sd[f"{ours}.bias"] = t[f"{theirs}/gamma"], t[f"{theirs}/beta"]
+        if kind in formats.CT2_SUFFIXES:
+            sd.update((ours + our_suffix, t[theirs + their_suffix])
+                      for our_suffix, their_suffix in formats.CT2_SUFFIXES[kind])
         else:
             for part, w, b in zip(kind, t[f"{theirs}/weight"].chunk(len(kind)), t[f"{theirs}/bias"].chunk(len(kind))):
                 sd[f"{ours}.{part}.weight"] = w

@@ -63,11 +63,11 @@ def test_int8_features_of_a_window_do_not_depend_on_its_batch(tiny_en_checkpoint
     assert torch.equal(batch, alone)
 
 
-def test_int8_encoder_in_bf16_math_is_no_farther_from_fp32(ours, tiny_en_checkpoint, spoken):
-    """quantize_int8 runs the encoder's fp32 matmuls in oneDNN's bf16 math mode: its features stay
-    as close to fp32's as with strict fp32 math (int8's own rounding is the larger error), and the
-    setting is back to what it was after the call."""
-
+def test_int8_encoder_in_bf16_math_is_no_farther_from_fp32(ours, tiny_en_checkpoint, spoken, monkeypatch):
+    """Without AMX, quantize_int8 runs the encoder's fp32 matmuls in oneDNN's bf16 math mode: its
+    features stay as close to fp32's as with strict fp32 math (int8's own rounding is the larger
+    error), and the setting is back to what it was after the call."""
+    monkeypatch.setattr(quantize, "AMX_BF16", False)  # that path, whatever this CPU has
     int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
     mkldnn = torch.backends.mkldnn
     before = getattr(getattr(mkldnn, "matmul", None), "fp32_precision", None)
@@ -142,9 +142,55 @@ def test_int8_keeps_the_encoder_mlp_output_layer_in_bf16(tiny_en_checkpoint, mon
     """quantize_int8 makes the encoder's mlp.2 (outliers after the GELU) a Bf16Linear, the
     decoder's an Int8Linear; the weights are the checkpoint's, rounded to bf16."""
     monkeypatch.setattr(quantize, "ENCODER_MLP_BF16", True)  # the swap, whatever this CPU has
+    monkeypatch.setattr(quantize, "AMX_BF16", False)
     fp32 = load_checkpoint(str(tiny_en_checkpoint))
     int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
     for block, weights in zip(int8.encoder.blocks, fp32.encoder.blocks):
         assert isinstance(block.mlp[2], Bf16Linear) and isinstance(block.mlp[0], Int8Linear)
         assert torch.equal(block.mlp[2].weight, weights.mlp[2].weight.bfloat16())
     assert all(isinstance(block.mlp[2], Int8Linear) for block in int8.decoder.blocks)
+
+
+def test_int8_with_amx_runs_the_encoder_in_bf16_nearer_fp32_than_int8(ours, tiny_en_checkpoint, spoken, monkeypatch):
+    """Where the CPU has AMX, the encoder is bf16 throughout (every Linear a Bf16Linear, every other
+    parameter bf16) and the audio's cached keys and values are bf16: features nearer fp32's than
+    the int8 encoder's (each value rounded on its own, not to one scale per call). The logits of
+    either path are bounded by test_int8_logits_stay_as_close_to_fp32_as_rounding_the_weights_allows
+    (bf16 keys and values round the audio once more there). Runs on any CPU: bf16 works without AMX,
+    only slower."""
+    mels = torch.stack([mel_window(a) for a in spoken[:2]])
+    tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831]] * len(mels))
+    error = {}
+    with torch.inference_mode():
+        fp32_features = encode(ours, mels)
+        for amx in (True, False):
+            monkeypatch.setattr(quantize, "AMX_BF16", amx)
+            int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
+            features = encode(int8, mels)
+            assert features.dtype == torch.float32
+            kv_cache = {}
+            int8.decoder(tokens, features, kv_cache)
+            cross = [block.cross_attn for block in int8.decoder.blocks]
+            assert {kv_cache[m][0].dtype for m in cross} == {torch.bfloat16 if amx else torch.float32}
+            error[amx] = (features - fp32_features).abs().mean()
+    monkeypatch.setattr(quantize, "AMX_BF16", True)
+    bf16 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
+    linears = [m for m in bf16.encoder.modules() if isinstance(m, (torch.nn.Linear, Int8Linear, Bf16Linear))]
+    assert linears and all(isinstance(m, Bf16Linear) for m in linears)
+    assert {p.dtype for p in bf16.encoder.parameters()} | {b.dtype for b in bf16.encoder.buffers()} == {torch.bfloat16}
+    assert error[True] < error[False] / 2, error
+
+
+def test_int8_embedding_looks_up_the_rows_of_the_int8_logits(tiny_en_checkpoint):
+    """quantize_int8 keeps one int8 copy of the tied embedding for both of its uses: the lookup
+    returns exactly the rows the logits are computed from, and the fp32 table is gone."""
+    fp32 = load_checkpoint(str(tiny_en_checkpoint))
+    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
+    decoder = int8.decoder
+    assert not any(isinstance(m, torch.nn.Embedding) for m in int8.modules())
+    weight, _ = torch.ops.quantized.linear_unpack(decoder.output.packed)
+    tokens = torch.tensor([[50257, 50362, 0, 383, 2068, 51863]])
+    looked_up = decoder.token_embedding(tokens)
+    assert torch.equal(looked_up, weight.dequantize()[tokens])
+    rounding = (looked_up - fp32.decoder.token_embedding(tokens)).abs()
+    assert 0 < rounding.max() <= weight.q_per_channel_scales()[tokens].max() / 2 + 1e-6

@@ -374,7 +374,7 @@ class LongFormMel:
     samples in memory, a path or an AudioFile; a file's samples are read a span at a time.
     """
 
-    def __init__(self, audio, n_mels: int = 80, device=None, chunk_frames: int = 6000):
+    def __init__(self, audio, n_mels: int = 80, device=None, chunk_frames: int = N_FRAMES):
         self.source = audio_source(audio)
         self.n_audio = len(self.source)
         self.n_mels, self.device = n_mels, device

@@ -387,16 +387,16 @@ class LongFormMel:
         )
 
     def _frames_signal(self, start: int, stop: int) -> torch.Tensor:
-        """The samples that STFT frames start..stop-1 of the centred, reflect-padded signal cover."""
-        index = torch.arange(start * HOP_LENGTH, (stop - 1) * HOP_LENGTH + N_FFT) - N_FFT // 2
-        index = torch.where(index < 0, -index, index)  # reflect at the start
-        index = torch.where(index >= self.n_padded, 2 * (self.n_padded - 1) - index, index)  # and at the end
-        lo, hi = int(index.min()), min(self.n_audio, int(index.max()) + 1)
-        if hi <= lo:  # all in the appended zeros (or no audio at all)
-            samples = torch.zeros(len(index))
-        else:
-            span = self.source.read(lo, hi)
-            samples = torch.where(index < hi, span[(index - lo).clamp(max=hi - lo - 1)], 0.0)  # past the audio: zeros
+        """The samples that STFT frames start..stop-1 of the centred, reflect-padded signal cover:
+        N_FFT // 2 before the first frame's hop (reflected where that is before the audio: sample
+        -i is sample i) to N_FFT // 2 after the last one's (zeros past the audio; the reference's
+        reflection at the end of its padded signal falls in the padding's zeros too). Slices, not
+        a gathered index: one int64 index per sample was the largest allocation of a window."""
+        first, end = start * HOP_LENGTH - N_FFT // 2, (stop - 1) * HOP_LENGTH + N_FFT - N_FFT // 2
+        needed = max(end, 1 - first)  # the reflection reads samples 1..-first
+        span = self.source.read(max(first, 0), min(needed, self.n_audio)) if first < self.n_audio else torch.zeros(0)
+        span = F.pad(span, (0, needed - max(first, 0) - len(span)))
+        samples = torch.cat([span[1 : 1 - first].flip(0), span[: end]]) if first < 0 else span[: end - first]
         return samples.to(self.device) if self.device is not None else samples
 
     def frames(self, start: int, stop: int, level: str = "file") -> torch.Tensor:

@@ -178,7 +178,8 @@ def quantize_int8(model: Whisper) -> Whisper:
     Its Linears' fp32 weights are gone afterwards: it can't be trained or saved."""
     model.float()  # dynamic quantisation takes fp32 activations
     embedding = quantize_rows(model.decoder.token_embedding.weight)
-    model.decoder.token_embedding = Int8Embedding(embedding)  # the fp32 table goes before the packed copy comes
+    del model.decoder.token_embedding  # the fp32 table (77 MB for tiny.en) goes before the two int8 copies come
+    model.decoder.token_embedding = Int8Embedding(embedding)
     _become(model.decoder, Int8TextDecoder).output = Int8Linear(embedding)
     del embedding
     blocks = list(model.decoder.blocks) if AMX_BF16 else list(model.encoder.blocks) + list(model.decoder.blocks)

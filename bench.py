@@ -158,7 +158,7 @@ def worker(args) -> dict:
             model = quantize_int8(model)
         t0 = time.perf_counter()
         options = dict(temperature=0.0) if args.dims else dict(temperature=fallback)  # random weights: no fallback
-        result = transcribe(model, audio, beam_size=1, best_of=5, batch_size=args.batch, **options)
+        result = transcribe(model, audio, beam_size=args.beam_size, best_of=5, batch_size=args.batch, **options)
         seconds = time.perf_counter() - t0
         text, temperatures = result["text"], [s["temperature"] for s in result["segments"]]
     elif system.startswith("openai-whisper"):
@@ -172,7 +172,8 @@ def worker(args) -> dict:
 
         model = whisper.load_model(args.model, device="cpu" if args.device == "cpu" else "cuda")
         t0 = time.perf_counter()
-        result = whisper.transcribe(model, audio, beam_size=None, best_of=5, temperature=fallback,
+        result = whisper.transcribe(model, audio, beam_size=None if args.beam_size == 1 else args.beam_size, best_of=5,
+                                    temperature=fallback,
                                     fp16=args.dtype == "fp16", language="en")
         seconds = time.perf_counter() - t0
         text, temperatures = result["text"], [s["temperature"] for s in result["segments"]]
@@ -187,10 +188,11 @@ def worker(args) -> dict:
         t0 = time.perf_counter()
         if args.batch:
             pipeline = BatchedInferencePipeline(model)
-            segments, _ = pipeline.transcribe(audio, beam_size=1, batch_size=args.batch, temperature=list(fallback),
+            segments, _ = pipeline.transcribe(audio, beam_size=args.beam_size, batch_size=args.batch, temperature=list(fallback),
                                               language="en")
         else:
-            segments, _ = model.transcribe(audio, beam_size=1, best_of=5, temperature=list(fallback), language="en")
+            segments, _ = model.transcribe(audio, beam_size=args.beam_size, best_of=5, temperature=list(fallback),
+                                           language="en")
         segments = list(segments)  # the generator decodes as it is consumed
         seconds = time.perf_counter() - t0
         text, temperatures = " ".join(s.text.strip() for s in segments), [s.temperature for s in segments]
@@ -246,7 +248,7 @@ def have(module: str) -> bool:
 
 
 def longform(systems: list, audio_path: str, seconds: float, reference: str, repeat: int, threads: int,
-             baseline: str, device: str = "cpu", seed: int = 0, temperatures: str = FALLBACK) -> str:
+             baseline: str, device: str = "cpu", seed: int = 0, temperatures: str = FALLBACK, beam_size: int = 1) -> str:
     """Each system `repeat` times, interleaved. Round r seeds every system's sampler with seed + r:
     which windows fall back, and so the time, depends on the draws; this way a run repeats, and its
     medians still cover `repeat` different draws."""
@@ -256,7 +258,8 @@ def longform(systems: list, audio_path: str, seconds: float, reference: str, rep
     for r in range(repeat):  # interleaved: a slow spell of the machine hits every system alike
         for name, argv in systems:
             row = run_worker(argv + ["--audio", audio_path, "--threads", str(threads), "--device", device,
-                                     "--seed", str(seed + r), "--temperatures", temperatures])
+                                     "--seed", str(seed + r), "--temperatures", temperatures,
+                                     "--beam-size", str(beam_size)])
             row["wer"] = word_error_rate([reference], [row["text"]])
             runs[name].append(row)
             print(f"  round {r + 1}/{repeat} {name}: wall {row['wall_s']:.1f}s, decode {row['decode_s']:.1f}s, "
@@ -330,12 +333,18 @@ def every_cpu_system(batch_size: int, checkpoint: str, ct2) -> list:
     ]
 
 
+def search_words(args) -> str:
+    """Parts a and b's decoding, in words, for their headings."""
+    first = "greedy" if args.beam_size == 1 else f"beam {args.beam_size}"
+    return f"{first} + temperature fallback" if "," in args.temperatures else f"{first}, temperature {args.temperatures} only"
+
+
 def part_a(args, tmp) -> str:
     audio_path, seconds, reference, source = long_audio(args.minutes, tmp)
     from pretrained import bundled_tiny_en
 
     systems, missing = cpu_systems(args, converted_tiny_en(tmp), bundled_tiny_en())
-    search = "greedy + temperature fallback" if "," in args.temperatures else f"temperature {args.temperatures} only"
+    search = search_words(args)
     print(f"(a) CPU long-form: {seconds / 60:.1f} min of audio ({source}), tiny.en, {search}, "
           f"{args.threads} threads, median of {args.repeat}", file=sys.stderr, flush=True)
     out = [f"### (a) CPU long-form, tiny.en, {seconds / 60:.1f} min ({source}), {search} ({args.temperatures}), "
@@ -343,10 +352,11 @@ def part_a(args, tmp) -> str:
     import quantize  # which int8 path this CPU gets (quantize.py says why each depends on the CPU)
 
     out.append(f"CPU: {cpu_description()}")
-    out.append(f"ours int8 on this CPU: {'7' if quantize.REDUCE_RANGE else '8'}-bit inputs, encoder mlp.2 in "
-               f"{'bf16' if quantize.ENCODER_MLP_BF16 else 'int8'}")
+    encoder = ("bf16 (AMX), the audio's keys and values bf16" if quantize.AMX_BF16 else
+               f"int8, its mlp.2 in {'bf16' if quantize.ENCODER_MLP_BF16 else 'int8'}")
+    out.append(f"ours int8 on this CPU: {'7' if quantize.REDUCE_RANGE else '8'}-bit inputs, encoder {encoder}")
     out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, "faster-whisper int8",
-                        seed=args.seed, temperatures=args.temperatures))
+                        seed=args.seed, temperatures=args.temperatures, beam_size=args.beam_size))
     if missing:
         out.append("skipped (not installed): " + "; ".join(missing))
     return "\n\n".join(out)
@@ -401,7 +411,7 @@ def part_b(args, tmp) -> str:
         baseline = systems[-1][0] if have("faster_whisper") and ct2 else "ours sequential"
         out.append(f"tiny.en, {d}")
         out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, baseline, "cuda",
-                            seed=args.seed, temperatures=args.temperatures))
+                            seed=args.seed, temperatures=args.temperatures, beam_size=args.beam_size))
     for shape in shapes:  # random weights: this times the loop, not the model
         from model import ModelDimensions
 
@@ -816,6 +826,9 @@ def parser() -> argparse.ArgumentParser:
                    help="round r seeds every system's sampling with seed + r, so that a run can be repeated")
     p.add_argument("--temperatures", default=FALLBACK,
                    help="parts a and b: the fallback's temperatures (default: the reference's); 0 alone: greedy, no fallback")
+    p.add_argument("--beam-size", type=int, default=1,
+                   help="parts a and b: beams at temperature 0 for every system (default 1, greedy; 5 is the command "
+                   "lines' default); the fallback's temperatures sample best of 5 either way")
     p.add_argument("--batch-size", type=int, default=8, help="batch of the batched rows on CPU: ours --batch-size, faster-whisper's BatchedInferencePipeline")
     p.add_argument("--gpu-batch-size", type=int, default=16)
     p.add_argument("--gpu-models", default="tiny.en,base,small,medium,large-v3",
@@ -852,7 +865,7 @@ def parser() -> argparse.ArgumentParser:
 def bad_option(args) -> str:
     """What is wrong with the options, in one line, or "" when nothing is: checked before any work,
     so that a typo doesn't surface as a traceback after minutes of benchmarking."""
-    counts = ["repeat", "threads", "batch_size", "gpu_batch_size", "train_batch_size", "train_iters"]
+    counts = ["repeat", "threads", "beam_size", "batch_size", "gpu_batch_size", "train_batch_size", "train_iters"]
     for name in [n for n in counts if getattr(args, n) < 1] + (["minutes"] if not args.minutes > 0 else []):
         return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
     if not math.isfinite(args.minutes):

@@ -87,6 +87,7 @@ def test_bad_options_are_usage_errors_before_anything_runs(capsys):
                          (["--minutes", "inf"], "--minutes must be finite"),
                          (["--minutes", "nan"], "--minutes must be positive, got nan"),
                          (["--repeat", "two"], "--repeat: invalid int value: 'two'"),
+                         (["--beam-size", "0"], "--beam-size must be positive, got 0"),
                          (["--seed", "-1"], "--seed must be in 0..4294967293"),
                          (["--cpu-train-iters", "-1"], "--cpu-train-iters must be 0"),
                          (["--cpu-train-shape", "huge"], "--cpu-train-shape: invalid choice: 'huge'"),
@@ -133,7 +134,19 @@ def test_part_a_header_names_the_cpu(monkeypatch, tmp_path):
     import quantize
 
     bits = "7" if quantize.REDUCE_RANGE else "8"
-    assert f"\nours int8 on this CPU: {bits}-bit inputs, encoder mlp.2 in " in out
+    encoder = "bf16 (AMX)" if quantize.AMX_BF16 else "int8, its mlp.2 in "
+    assert f"\nours int8 on this CPU: {bits}-bit inputs, encoder {encoder}" in out
+
+
+def test_beam_size_reaches_every_worker(monkeypatch):
+    """--beam-size 5 (the command lines' default search) goes to every system's worker."""
+    beams = []
+    monkeypatch.setattr(bench, "run_worker", lambda argv: beams.append(bench.parser().parse_args(argv).beam_size)
+                        or {"text": "a", "decode_s": 1.0, "wall_s": 1.0, "rss_mb": 1.0, "resampled": 0})
+    bench.longform([("ours", []), ("peer", [])], "long.npy", 60.0, "a", repeat=1, threads=1, baseline="peer", beam_size=5)
+    assert beams == [5, 5]
+    assert bench.search_words(bench.parser().parse_args(["--beam-size", "5"])) == "beam 5 + temperature fallback"
+    assert bench.search_words(bench.parser().parse_args(["--temperatures", "0"])) == "greedy, temperature 0 only"
 
 
 def test_bench_imports_no_script():

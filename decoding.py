@@ -166,8 +166,13 @@ def decode(
         rules.apply(logits, tokens)
         if beam is not None:
             tokens, sum_logprobs, source = beam.step(tokens, logits, sum_logprobs)
-            # the beams now continue other rows' prefixes; the audio's keys and values don't move
-            kv_cache = {m: kv if m in cross_attention else (kv[0][source], kv[1][source]) for m, kv in kv_cache.items()}
+            # The beams now continue other rows' prefixes. The audio's keys and values don't move,
+            # and neither do the start's: a beam takes another of its own audio's rows, which hold
+            # the same start. Only the sampled positions are copied, in place, into the cache's room.
+            for m, (k, v) in kv_cache.items():
+                if m not in cross_attention:
+                    k[:, sample_begin:] = k[source, sample_begin:]
+                    v[:, sample_begin:] = v[source, sample_begin:]
             completed = beam.completed()
         else:
             tokens, completed = _sample_step(tokens, logits, sum_logprobs, temperature, tokenizer.eot)

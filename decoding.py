@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from audio import FRAMES_PER_SECOND, window_frames
-from model import Whisper
+from model import Whisper, append_positions
 from tokenizer import get_tokenizer
 
 
@@ -155,11 +155,18 @@ def decode(
     no_speech_probs = [float("nan")] * n_audio
 
     for step in range(sample_len):
-        if step == 0:  # the whole start goes in; only <|startoftranscript|>'s and the last logits are read
-            hidden = model.decoder.hidden(tokens, audio_features, kv_cache)
+        if step == 0:
+            # The whole start goes in, once per audio: every row of a group (its beams or samples)
+            # holds the same start, so each gets a copy of its audio's keys and values, not a
+            # computation of its own (a prompt is up to 224 tokens). Only <|startoftranscript|>'s
+            # and the last logits are read.
+            hidden = model.decoder.hidden(initial, audio_features, kv_cache)
             logits = model.decoder.logits(hidden[:, [sot_index, -1]]).float()
-            probs_at_sot = logits[::n_group, 0].softmax(dim=-1)
-            no_speech_probs = probs_at_sot[:, tokenizer.no_speech].tolist()
+            no_speech_probs = logits[:, 0].softmax(dim=-1)[:, tokenizer.no_speech].tolist()
+            logits = logits.repeat_interleave(n_group, dim=0)
+            for m, (k, v) in kv_cache.items():
+                if m not in cross_attention and n_group > 1:
+                    kv_cache[m] = tuple(append_positions(None, t.repeat_interleave(n_group, dim=0)) for t in (k, v))
         else:
             logits = model.decoder(tokens[:, -1:], audio_features, kv_cache).float()
         logits = logits[:, -1]

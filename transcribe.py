@@ -52,12 +52,19 @@ DEFAULT_LEVEL = "file"
 
 @torch.inference_mode()
 def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
-                         logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, **options):
+                         logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, keep_best=False,
+                         **options):
     """Decode a batch of windows at the first temperature; windows whose text is too repetitive
     (gzip ratio) or too unlikely (avg log-prob) are decoded again at the next one, unless the model
-    says they are silence. Beam search at temperature 0, best-of-n sampling above."""
+    says they are silence. Beam search at temperature 0, best-of-n sampling above.
+
+    A window that fails at every temperature keeps its last (hottest) decoding, as in openai-whisper;
+    with keep_best, its likeliest one (one under the gzip ratio first), as in faster-whisper: over
+    a window of long silence and a short sentence tiny.en fails them all, and at 1.0 writes
+    sentences nobody said there (docs/bench.md, part l)."""
     results = [None] * len(mels)
     todo = list(range(len(mels)))
+    tried = [[] for _ in mels]
     audio_features = encode(model, mels)  # once, whatever the retries
     for t in temperatures:
         if t > 0:  # sampling: best_of candidates, no beams
@@ -70,6 +77,7 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
         retry = []
         for i, result in zip(todo, batch):
             results[i] = result
+            tried[i].append(result)
             failed = (compression_ratio_threshold is not None and result.compression_ratio > compression_ratio_threshold) \
                 or (logprob_threshold is not None and result.avg_logprob < logprob_threshold)
             silent = no_speech_threshold is not None and logprob_threshold is not None \
@@ -79,6 +87,10 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
         todo = retry
         if not todo:
             break
+    if keep_best:
+        most = compression_ratio_threshold if compression_ratio_threshold is not None else math.inf
+        for i in todo:
+            results[i] = max(tried[i], key=lambda r: (r.compression_ratio <= most, r.avg_logprob))
     return results
 
 
@@ -141,7 +153,12 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     (audio.LEVELS) chooses otherwise: "window" clamps each window below its own loudest frame, as
     Whisper's 30 s training segments were; "gain" first lifts the window until its loudest frame is
     the file's; "agc" lifts each quiet stretch of speech inside a window toward the file's level.
-    The default is DEFAULT_LEVEL (why: its comment and bench.py --part l).
+    The default is DEFAULT_LEVEL (why: its comment and bench.py --part l). Sequential decoding
+    in the default mode also checks each window's text against its audio (issue 21): a window
+    that ends on a lone timestamp while sound follows a pause there is continued from that
+    timestamp instead of skipped whole, a segment with no sound under it is dropped, and a
+    window that fails at every temperature keeps its likeliest decoding; reference=True does none
+    of this.
 
     vad=True (as faster-whisper's vad_filter) hears only the speech that silero-vad finds (vad.py),
     joined; batched windows are cut where one stretch of speech meets the next, and every time in
@@ -270,7 +287,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     prompt = all_tokens[prompt_reset_since:]
                 prompt = with_hotwords(prompt, bool(prefix_tokens))
                 result = decode_with_fallback(model, mel_window[None], prompt=prompt or None,
-                                              prefix=prefix_tokens or None, **decode_options)[0]
+                                              prefix=prefix_tokens or None, keep_best=not reference,
+                                              **decode_options)[0]
                 previous_text = all_tokens[max(prompt_reset_since, len(prompt_tokens) if carry_initial_prompt else 0):]
                 # only a window that seek would leave whole is checked: that is what loses the speech,
                 # and audio that really repeats itself (a chorus, a rerun) isn't decoded twice throughout
@@ -284,7 +302,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     # stands; if not, the second does, and only what is heard here leads the next window
                     unprompted = with_hotwords(prompt_tokens if carry_initial_prompt else [], bool(prefix_tokens))
                     heard = decode_with_fallback(model, mel_window[None], prompt=unprompted or None,
-                                                 prefix=prefix_tokens or None, **decode_options)[0]
+                                                 prefix=prefix_tokens or None, keep_best=True, **decode_options)[0]
                     if not copied & copied_runs(heard.tokens, previous_text, tokenizer):
                         result, prompt_reset_since = heard, len(all_tokens)
                 prefix_tokens = []  # the first decoded window's only, whatever becomes of it
@@ -293,6 +311,19 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     seek += size
                 else:
                     pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, time_offset, size)
+                    if not reference:
+                        levels = step_levels(audio, seek, size)
+                        # a lone final timestamp says "no speech after this", and seek would pass the
+                        # rest of the window; tiny.en says so after a loud sentence while a quiet
+                        # speaker follows: where sound follows a pause there, the next window starts here
+                        if consumed >= size:
+                            consumed = unheard_sound_start(levels, result.tokens, tokenizer, size) or consumed
+                        # Whisper writes text where there is nothing to hear: a segment with nothing
+                        # above the window's floor under it is dropped, and doesn't lead the next
+                        # window either. The floor is one only where something in the window rises
+                        # above it: a window of steady sound throughout keeps its text
+                        if any(db > SEGMENT_DB for db in levels):
+                            pieces = [p for p in pieces if holds_sound(levels, p[0] - time_offset, p[1] - time_offset)]
                     current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
                     seek += consumed
                     if word_timestamps:
@@ -347,6 +378,54 @@ def copied_runs(tokens: list, previous: list, tokenizer, n: int = COPY_WORDS) ->
         else:
             piece.append(t)
     return set().union(*(runs(words(p)) for p in pieces if p)) & runs(words(previous))
+
+
+# the default's sound checks (issue 21, docs/bench.md part l) read the audio in 50 ms steps, each
+# step's level taken above the window's quietest (its floor: digital silence or the recording's noise)
+SOUND_STEP = 5  # mel frames
+# a segment is dropped only where nothing under it rises SEGMENT_DB above the floor: the level of a
+# steady noise holds within a dB from step to step, and speech that Whisper can still read in
+# noise (a few dB over it) keeps its text
+SEGMENT_DB = 6.0
+SEGMENT_SLACK = 0.5  # seconds either side of a segment that may hold its sound: tiny.en's timestamps are coarse
+# speech after a lone final timestamp: UNHEARD_STEPS steps UNHEARD_DB above the floor (clearly sound:
+# it costs a window's decoding) after a pause of UNHEARD_PAUSE steps (1 s; not the half second
+# between sentences of continuous speech: on bench part (a)'s file such a window was a copy the copy
+# check kept, and decoding its rest again wrote a sentence twice)
+UNHEARD_DB = 15.0
+UNHEARD_PAUSE = 20
+UNHEARD_STEPS = 4
+
+
+def step_levels(audio, seek: int, size: int) -> list:
+    """The dB above the window's floor of each SOUND_STEP of frames seek..seek+size (an audio_source())."""
+    n, hop = size // SOUND_STEP, SOUND_STEP * HOP_LENGTH
+    samples = audio.read(seek * HOP_LENGTH, seek * HOP_LENGTH + n * hop).float()
+    energy = torch.nn.functional.pad(samples, (0, n * hop - len(samples))).view(n, hop).pow(2).mean(dim=1)
+    floor = max(float(energy.min()) if n else 0.0, SILENCE_PEAK ** 2)
+    return (10 * torch.log10(energy.clamp(min=floor) / floor)).tolist()
+
+
+def holds_sound(levels: list, start: float, end: float) -> bool:
+    """Whether the window's seconds start..end (SEGMENT_SLACK wider) hold anything above its floor."""
+    a = max(0, math.floor((start - SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP))
+    return any(db > SEGMENT_DB for db in levels[a:math.ceil((end + SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP)])
+
+
+def unheard_sound_start(levels: list, tokens: list, tokenizer, size: int):
+    """Where the next window should start (frames into this one) when this one's text ends on a lone
+    timestamp but the audio after it holds UNHEARD_STEPS of sound after a pause: that timestamp.
+    None where nothing is left unheard (or there is no timestamp past the window's start)."""
+    stamps = [t - tokenizer.timestamp_begin for t in tokens if t >= tokenizer.timestamp_begin]
+    last = round(stamps[-1] * TIME_PER_TOKEN * FRAMES_PER_SECOND) if stamps else 0
+    if not 0 < last < size:
+        return None
+    after, quiet = [db > UNHEARD_DB for db in levels[last // SOUND_STEP:]], 0
+    for i, loud in enumerate(after):  # the end of what the text said, then the first real pause
+        quiet = 0 if loud else quiet + 1
+        if quiet >= UNHEARD_PAUSE:
+            return last if sum(after[i:]) >= UNHEARD_STEPS else None
+    return None
 
 
 def speech_end(segments: list, default=None):

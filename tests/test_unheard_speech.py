@@ -1,0 +1,125 @@
+"""Sequential long-form, issue 21: speech after a pause that the window's text leaves out. A window
+that ends on a lone timestamp says "no speech after this", and openai-whisper's rule (reference
+mode) moves seek past the whole window; tiny.en says so after a loud sentence while a quiet speaker
+still follows in the same window, and that speaker is never heard. The default checks the claim
+against the audio: sound after a pause there, and the next window starts at that timestamp. It also
+drops a segment that lies where the audio holds no sound (text written over silence or a noise
+floor). The decoder is faked here so the window's text is known; bench.py --part l's "±30 dB,
+pauses" file is the real case (docs/bench.md)."""
+import numpy as np
+import pytest
+
+GREEDY = {"temperature": 0.0, "beam_size": None, "best_of": None}
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from tokenizer import get_tokenizer
+
+    return get_tokenizer(False)
+
+
+def with_noise(audio: np.ndarray, db: float = -70.0) -> np.ndarray:
+    """White noise at `db` dBFS RMS under the whole file: the pauses are a floor, not digital silence."""
+    noise = np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32) * np.float32(10 ** (db / 20))
+    return (audio + noise).astype(np.float32)
+
+
+def at(audio: np.ndarray, start_s: float, total_s: float) -> np.ndarray:
+    out = np.zeros(round(total_s * SR), np.float32)
+    out[round(start_s * SR): round(start_s * SR) + len(audio)] = audio
+    return out
+
+
+def fake_windows(monkeypatch, tokenizer, answers: list):
+    """transcribe.decode_with_fallback answering the n-th window it is given with answers[n] (a list
+    of (start s, text, end s or None), the times inside the window); no speech once they run out."""
+    import transcribe as T
+    from decoding import DecodeResult
+
+    calls = []
+
+    def decode(model, mels, **kwargs):
+        calls.append(len(calls))
+        if len(calls) > len(answers):
+            return [DecodeResult(tokens=[tokenizer.timestamp_begin], text="", avg_logprob=-2.0, no_speech_prob=0.9)]
+        tokens, texts = [], []
+        for start, text, end in answers[len(calls) - 1]:
+            tokens += [tokenizer.timestamp_begin + round(start / 0.02)] + tokenizer.encode(" " + text)
+            tokens += [tokenizer.timestamp_begin + round(end / 0.02)] if end is not None else []
+            texts.append(text)
+        return [DecodeResult(tokens=tokens, text=" ".join(texts), avg_logprob=-0.2, no_speech_prob=0.01)]
+
+    monkeypatch.setattr(T, "decode_with_fallback", decode)
+    return calls
+
+
+def test_sound_after_a_lone_final_timestamp_is_decoded_again_from_there(ours, monkeypatch, tokenizer, spoken):
+    """A loud sentence at 0 s, the other 30 dB quieter at 12 s, noise 70 dB down throughout. The
+    first window's text says only the loud sentence and ends on <|2.00|>: the reference's next
+    window starts at 30 s, past the quiet one; the default's at 2.00 s, where it is heard."""
+    from transcribe import transcribe
+
+    loud = spoken[0] * (0.5 / np.abs(spoken[0]).max())
+    quiet = spoken[1] * (0.5 / np.abs(spoken[1]).max()) * 10 ** (-30 / 20)
+    audio = with_noise(at(loud, 0, 40) + at(quiet, 12, 40))
+    answers = [[(0.0, "The quick brown fox jumps over the lazy dog.", 2.0)],
+               [(10.0, "Please call Stella.", 14.0)]]  # the quiet one, 10 s into a window from 2 s
+    calls = fake_windows(monkeypatch, tokenizer, answers)
+    default = transcribe(ours, audio, **GREEDY)
+    assert [(s["seek"], s["text"]) for s in default["segments"]] == [
+        (0, " The quick brown fox jumps over the lazy dog."), (200, " Please call Stella.")]
+    assert len(calls) == 3  # then a window from 16 s: noise after the quiet sentence, nothing said there
+    fake_windows(monkeypatch, tokenizer, answers)
+    reference = transcribe(ours, audio, reference=True, **GREEDY)
+    assert [s["seek"] for s in reference["segments"]] == [0, 3000]  # the second window starts past it
+
+
+def test_the_tail_of_the_last_sentence_is_no_unheard_speech(ours, monkeypatch, tokenizer, spoken):
+    """The lone timestamp lands inside the sentence the window said (tiny.en's are often whole
+    seconds) and only noise follows it: the window is done, as in the reference."""
+    from transcribe import transcribe
+
+    loud = spoken[1] * (0.5 / np.abs(spoken[1]).max())
+    audio = with_noise(at(loud, 0, 40))
+    calls = fake_windows(monkeypatch, tokenizer, [[(0.0, "Please call Stella.", 2.0)]])
+    result = transcribe(ours, audio, **GREEDY)
+    assert [s["seek"] for s in result["segments"]] == [0] and len(calls) == 2  # the next window from 30 s
+
+
+def test_a_segment_over_no_sound_is_dropped(ours, monkeypatch, tokenizer, spoken):
+    """A sentence, then a segment at 15-17 s where there is only the noise floor: the default keeps
+    the sentence alone, the reference both."""
+    from transcribe import transcribe
+
+    loud = spoken[0] * (0.5 / np.abs(spoken[0]).max())
+    audio = with_noise(at(loud, 0, 25))
+    answer = [[(0.0, "The quick brown fox jumps over the lazy dog.", 3.0), (15.0, "Thank you.", 17.0)]]
+    fake_windows(monkeypatch, tokenizer, answer)
+    assert transcribe(ours, audio, **GREEDY)["text"] == " The quick brown fox jumps over the lazy dog."
+    fake_windows(monkeypatch, tokenizer, answer)
+    assert transcribe(ours, audio, reference=True, **GREEDY)["text"] == (
+        " The quick brown fox jumps over the lazy dog. Thank you.")
+
+
+def test_a_window_that_fails_at_every_temperature_keeps_its_likeliest_decoding(monkeypatch):
+    """Every temperature too unlikely: openai-whisper keeps the last (1.0), the default the likeliest
+    one that isn't too repetitive."""
+    import torch
+
+    import transcribe as T
+    from decoding import DecodeResult
+
+    logprobs = {0.0: -1.2, 0.2: -1.1, 0.4: -1.5, 0.6: -2.0, 0.8: -2.5, 1.0: -3.0}
+
+    def decode(model, features, temperature=0.0, **kwargs):
+        text = "la " * 40 if temperature == 0.2 else f"said at {temperature}"  # 0.2: too repetitive
+        return [DecodeResult(tokens=[1], text=text, avg_logprob=logprobs[temperature], no_speech_prob=0.1,
+                             temperature=temperature)]
+
+    monkeypatch.setattr(T, "encode", lambda model, mels: mels)
+    monkeypatch.setattr(T, "decode", decode)
+    mels = torch.zeros(1, 80, 3000)
+    assert T.decode_with_fallback(None, mels)[0].temperature == 1.0
+    assert T.decode_with_fallback(None, mels, keep_best=True)[0].temperature == 0.0

@@ -622,6 +622,8 @@ def part_m(args, tmp) -> str:
 
 LEVEL_DB = -26.0  # speech RMS (dBFS) of a levelled file; louder and quieter speakers move around it
 NOISE_DB = 40.0  # the "noise" files' white noise, this far below LEVEL_DB
+STRETCH_DB = -10.0  # the "noise and tones" file's stretches without speech, this far from LEVEL_DB
+STRETCH_MIN = 5.0  # seconds: the pauses of that file at least this long hold a stretch, the others stay silent
 LEVEL_NAMES = ("file", "window", "gain", "agc")  # audio.LEVELS, named here so that --help imports no torch
 TTS_SENTENCES = [
     "the committee will meet again on thursday to discuss the new budget",
@@ -672,7 +674,9 @@ def level_files(seed: int = 0) -> list:
     "±30 dB": each speaker at LEVEL_DB or 30 dB below it, so neighbours jump 30 dB; "47 dB": each
     clip anywhere from +5 to -42 dB (the spread of the issue's file); "pauses": levelled, with pauses
     of 0.5 to 40 s (whole windows of silence among them); "±30 dB, pauses": both; "…, noise": white
-    noise NOISE_DB below LEVEL_DB under the whole file, as a recording's own noise (joined() adds it)."""
+    noise NOISE_DB below LEVEL_DB under the whole file, as a recording's own noise; "pauses, noise and
+    tones": the pauses file with each pause of STRETCH_MIN s or more filled, in turn, with white noise
+    and a 1 kHz tone at STRETCH_DB from LEVEL_DB, where nobody speaks (joined() adds both)."""
     import random
 
     import numpy as np
@@ -695,17 +699,27 @@ def level_files(seed: int = 0) -> list:
             ("pauses", [(at(a, 0), t) for a, t, _ in clips], pauses),
             ("±30 dB, pauses", two, pauses),
             ("levelled, noise", [(at(a, 0), t) for a, t, _ in clips], half),
-            ("±30 dB, noise", two, half)]
+            ("±30 dB, noise", two, half),
+            ("pauses, noise and tones", [(at(a, 0), t) for a, t, _ in clips], pauses)]
 
 
 def joined(name: str, clips: list, gaps: list, seed: int = 0):
-    """(the file's samples, [(start, stop)] of each clip in them); a "noise" file gets its noise."""
+    """(the file's samples, [(start, stop)] of each clip in them); a "noise" file gets its noise, the
+    "noise and tones" file its stretches."""
     import numpy as np
 
-    pieces, spans, n = [], [], 0
+    rng = np.random.default_rng(seed)
+    pieces, spans, n, stretches = [], [], 0, 0
     for (audio, _), gap in zip(clips, [0.0] + list(gaps)):
-        n += round(gap * SR)
-        pieces += [np.zeros(round(gap * SR), np.float32), audio]
+        pause = np.zeros(round(gap * SR), np.float32)
+        if name.endswith("tones") and gap >= STRETCH_MIN:
+            rms = 10 ** ((LEVEL_DB + STRETCH_DB) / 20)
+            t = np.arange(len(pause)) / SR
+            stretch = rng.standard_normal(len(pause)) if stretches % 2 == 0 else np.sqrt(2) * np.sin(2 * np.pi * 1000 * t)
+            pause = (stretch * rms).astype(np.float32)
+            stretches += 1
+        n += len(pause)
+        pieces += [pause, audio]
         spans.append((n, n + len(audio)))
         n += len(audio)
     audio = np.concatenate(pieces).astype(np.float32)

@@ -52,19 +52,12 @@ DEFAULT_LEVEL = "file"
 
 @torch.inference_mode()
 def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
-                         logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, keep_best=False,
-                         **options):
+                         logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, **options):
     """Decode a batch of windows at the first temperature; windows whose text is too repetitive
     (gzip ratio) or too unlikely (avg log-prob) are decoded again at the next one, unless the model
-    says they are silence. Beam search at temperature 0, best-of-n sampling above.
-
-    A window that fails at every temperature keeps its last (hottest) decoding, as in openai-whisper;
-    with keep_best, its likeliest one (one under the gzip ratio first), as in faster-whisper: over
-    a window of long silence and a short sentence tiny.en fails them all, and at 1.0 writes
-    sentences nobody said there (docs/bench.md, part l)."""
+    says they are silence. Beam search at temperature 0, best-of-n sampling above."""
     results = [None] * len(mels)
     todo = list(range(len(mels)))
-    tried = [[] for _ in mels]
     audio_features = encode(model, mels)  # once, whatever the retries
     for t in temperatures:
         if t > 0:  # sampling: best_of candidates, no beams
@@ -77,7 +70,6 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
         retry = []
         for i, result in zip(todo, batch):
             results[i] = result
-            tried[i].append(result)
             failed = (compression_ratio_threshold is not None and result.compression_ratio > compression_ratio_threshold) \
                 or (logprob_threshold is not None and result.avg_logprob < logprob_threshold)
             silent = no_speech_threshold is not None and logprob_threshold is not None \
@@ -87,10 +79,6 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
         todo = retry
         if not todo:
             break
-    if keep_best:
-        most = compression_ratio_threshold if compression_ratio_threshold is not None else math.inf
-        for i in todo:
-            results[i] = max(tried[i], key=lambda r: (r.compression_ratio <= most, r.avg_logprob))
     return results
 
 
@@ -156,9 +144,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     The default is DEFAULT_LEVEL (why: its comment and bench.py --part l). Sequential decoding
     in the default mode also checks each window's text against its audio (issue 21): a window
     that ends on a lone timestamp while sound follows a pause there is continued from that
-    timestamp instead of skipped whole, a segment with no sound under it is dropped, and a
-    window that fails at every temperature keeps its likeliest decoding; reference=True does none
-    of this.
+    timestamp instead of skipped whole, and a segment with no sound under it is dropped;
+    reference=True does neither. (A window that fails at every temperature keeps its hottest
+    decoding, as in openai-whisper: keeping the likeliest, as faster-whisper does, looped through a
+    40 s stretch of noise, docs/bench.md part l.)
 
     vad=True (as faster-whisper's vad_filter) hears only the speech that silero-vad finds (vad.py),
     joined; batched windows are cut where one stretch of speech meets the next, and every time in
@@ -287,8 +276,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     prompt = all_tokens[prompt_reset_since:]
                 prompt = with_hotwords(prompt, bool(prefix_tokens))
                 result = decode_with_fallback(model, mel_window[None], prompt=prompt or None,
-                                              prefix=prefix_tokens or None, keep_best=not reference,
-                                              **decode_options)[0]
+                                              prefix=prefix_tokens or None, **decode_options)[0]
                 previous_text = all_tokens[max(prompt_reset_since, len(prompt_tokens) if carry_initial_prompt else 0):]
                 # only a window that seek would leave whole is checked: that is what loses the speech,
                 # and audio that really repeats itself (a chorus, a rerun) isn't decoded twice throughout
@@ -302,7 +290,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     # stands; if not, the second does, and only what is heard here leads the next window
                     unprompted = with_hotwords(prompt_tokens if carry_initial_prompt else [], bool(prefix_tokens))
                     heard = decode_with_fallback(model, mel_window[None], prompt=unprompted or None,
-                                                 prefix=prefix_tokens or None, keep_best=True, **decode_options)[0]
+                                                 prefix=prefix_tokens or None, **decode_options)[0]
                     if not copied & copied_runs(heard.tokens, previous_text, tokenizer):
                         result, prompt_reset_since = heard, len(all_tokens)
                 prefix_tokens = []  # the first decoded window's only, whatever becomes of it

@@ -117,7 +117,10 @@ def append_positions(cached: Optional[Tensor], new: Tensor) -> Tensor:
     step: with 5 beams and a 224-token prompt that was the largest memory traffic of a step."""
     B, T, C = new.shape
     S = 0 if cached is None else cached.shape[1]
-    room = cached.stride(0) // C if cached is not None and cached.shape[0] == B and cached.stride()[1:] == (C, 1) else S
+    room = S
+    if cached is not None and cached.shape[0] == B and cached.stride()[1:] == (C, 1) and cached.storage_offset() == 0:
+        room = cached.stride(0) // C  # its buffer's positions, if the storage really holds them all
+        room = room if cached.untyped_storage().nbytes() >= B * room * C * cached.element_size() else S
     if cached is not None and S + T <= room:
         buffer = cached.as_strided((B, room, C), (room * C, C, 1))
     else:

@@ -203,3 +203,22 @@ def test_dropout_drops_in_training_only():
         model.train()
         first, second = model(mel, tokens), model(mel, tokens)
     assert not torch.allclose(first, clean) and not torch.allclose(first, second)
+
+
+def test_append_positions_equals_concatenation_and_writes_only_its_own_buffer():
+    """The self-attention cache grows in place (model.append_positions): step by step it holds what
+    torch.cat would, a view of one buffer while there is room; a tensor that is not such a view
+    (another one's slice, a plain tensor) is copied, never written past."""
+    from model import append_positions
+
+    torch.manual_seed(0)
+    steps = [torch.randn(3, t, 8) for t in (5, 1, 1, 4, 1, 20, 1)]
+    cache, buffers = None, set()
+    for i, new in enumerate(steps):
+        cache = append_positions(cache, new)
+        assert torch.equal(cache, torch.cat(steps[: i + 1], dim=1))
+        buffers.add(cache.untyped_storage().data_ptr())
+    assert len(buffers) < len(steps)  # most steps wrote into the buffer they had
+    outer = torch.zeros(3, 10, 8)
+    grown = append_positions(outer[:, 2:4], torch.ones(3, 1, 8))
+    assert torch.equal(outer, torch.zeros(3, 10, 8)) and grown.shape == (3, 3, 8)

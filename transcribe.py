@@ -387,9 +387,8 @@ UNHEARD_STEPS = 4
 
 def step_levels(audio, seek: int, size: int) -> list:
     """The dB above the window's floor of each SOUND_STEP of frames seek..seek+size (an audio_source())."""
-    n, hop = size // SOUND_STEP, SOUND_STEP * HOP_LENGTH
-    samples = audio.read(seek * HOP_LENGTH, seek * HOP_LENGTH + n * hop).float()
-    energy = torch.nn.functional.pad(samples, (0, n * hop - len(samples))).view(n, hop).pow(2).mean(dim=1)
+    n = size // SOUND_STEP
+    energy = step_energy(audio, n, SOUND_STEP * HOP_LENGTH, start=seek * HOP_LENGTH)
     floor = max(float(energy.min()) if n else 0.0, SILENCE_PEAK ** 2)
     return (10 * torch.log10(energy.clamp(min=floor) / floor)).tolist()
 
@@ -667,13 +666,13 @@ def silence_cuts(audio, n_content: int, max_frames: int = N_FRAMES, bounds=()) -
     return cuts
 
 
-def step_energy(audio, n_steps: int, step: int) -> torch.Tensor:
-    """Mean square of each `step` samples (zeros past the end), read a minute at a time: a file is
-    never in memory whole."""
+def step_energy(audio, n_steps: int, step: int, start: int = 0) -> torch.Tensor:
+    """Mean square of each `step` samples from sample `start` on (zeros past the end), read a minute
+    at a time: a file is never in memory whole."""
     energy, per_read = [], max(1, 60 * SAMPLE_RATE // step)
     for a in range(0, n_steps, per_read):
         b = min(n_steps, a + per_read)
-        samples = audio.read(a * step, b * step).float()
+        samples = audio.read(start + a * step, start + b * step).float()
         samples = torch.nn.functional.pad(samples, (0, (b - a) * step - len(samples)))
         energy.append(samples.view(b - a, step).pow(2).mean(dim=1))
     return torch.cat(energy) if energy else torch.zeros(0)

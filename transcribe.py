@@ -37,7 +37,7 @@ from cli import OneLineErrors, unwritable
 from decoding import decode, detect_language, encode
 from files import atomic_write, remove_stale_temps
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
-from vad import speech_only, to_original
+from vad import holds_speech, speech_only, to_original
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: CPU only
 TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio token)
@@ -144,8 +144,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     The default is DEFAULT_LEVEL (why: its comment and bench.py --part l). Sequential decoding
     in the default mode also checks each window's text against its audio (issue 21): a window
     that ends on a lone timestamp while sound follows a pause there is continued from that
-    timestamp instead of skipped whole, and a segment with no sound under it is dropped;
-    reference=True does neither. (A window that fails at every temperature keeps its hottest
+    timestamp instead of skipped whole, a segment with no sound under it is dropped, and sound
+    between two segments that silero-vad calls speech (a quiet speaker the text left out) is
+    decoded again on its own; reference=True does none of this. (A window that fails at every temperature keeps its hottest
     decoding, as in openai-whisper: keeping the likeliest, as faster-whisper does, looped through a
     40 s stretch of noise, docs/bench.md part l.)
 
@@ -312,6 +313,21 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                         # above it: a window of steady sound throughout keeps its text
                         if any(db > SEGMENT_DB for db in levels):
                             pieces = [p for p in pieces if holds_sound(levels, p[0] - time_offset, p[1] - time_offset)]
+                        # a quiet speaker between loud ones is often left out of the window's text
+                        # altogether: sound between its segments that silero-vad calls speech is
+                        # heard again on its own, clamped to its own loudest frame, as a clip alone is
+                        for a, b in unheard_spans(levels, [(p[0] - time_offset, p[1] - time_offset) for p in pieces],
+                                                  consumed):
+                            if not holds_speech(audio.read((seek + a) * HOP_LENGTH, (seek + b) * HOP_LENGTH)):
+                                continue
+                            alone = pad_or_trim(mel.frames(seek + a, seek + b, "window"), n_window).to(model.dtype)
+                            heard = decode_with_fallback(model, alone[None], **decode_options)[0]
+                            if not is_no_speech(heard, no_speech_threshold, logprob_threshold):
+                                end = (seek + b) / FRAMES_PER_SECOND
+                                pieces += [(min(s, end), min(e, end), t) for s, e, t in
+                                           split_segments(heard.tokens, tokenizer, (seek + a) / FRAMES_PER_SECOND, b - a)[0]
+                                           if tokenizer.decode([x for x in t if x < tokenizer.timestamp_begin]).strip()]
+                        pieces.sort(key=lambda p: p[0])
                     current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
                     seek += consumed
                     if word_timestamps:
@@ -413,6 +429,41 @@ def unheard_sound_start(levels: list, tokens: list, tokenizer, size: int):
         if quiet >= UNHEARD_PAUSE:
             return last if sum(after[i:]) >= UNHEARD_STEPS else None
     return None
+
+
+# sound that no segment of a window covers (SEGMENT_SLACK either side) is heard again alone where
+# it holds UNHEARD_STEPS of steps UNHEARD_DB above the floor; RESCUE_PAD steps either side of them
+RESCUE_PAD = 4
+
+
+def unheard_spans(levels: list, segments: list, consumed: int) -> list:
+    """The (start, stop) frames of the window's first `consumed` frames that hold sound no segment
+    covers: each stretch between two segments (seconds into the window, SEGMENT_SLACK wider) with
+    UNHEARD_STEPS of steps above UNHEARD_DB, cut RESCUE_PAD steps around its loud steps. Only
+    between two: before the first may be the tail of the previous window's last sentence, and
+    after the last a timestamp that came early (tiny.en's are often whole seconds) leaves its own
+    sentence's end; what follows the text is the next window's, or unheard_sound_start's. (Both
+    edges, where a 0.4 s pause parts the sound from the text, changed no figure of the level
+    bench at seeds 0 and 2: docs/bench.md)"""
+    n = min(len(levels), consumed // SOUND_STEP)
+    covered = [False] * n
+    for start, end in segments:
+        a = max(0, math.floor((start - SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP))
+        for i in range(a, min(n, math.ceil((end + SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP))):
+            covered[i] = True
+    spans, i = [], 0
+    while i < n:
+        if covered[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not covered[j]:
+            j += 1
+        loud = [k for k in range(i, j) if levels[k] > UNHEARD_DB]
+        if 0 < i and j < n and len(loud) >= UNHEARD_STEPS:
+            spans.append((max(i, loud[0] - RESCUE_PAD) * SOUND_STEP, min(j, loud[-1] + 1 + RESCUE_PAD) * SOUND_STEP))
+        i = j
+    return spans
 
 
 def speech_end(segments: list, default=None):

@@ -18,7 +18,7 @@ import os
 
 import torch
 
-from audio import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
+from audio import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, audio_source
 
 STEP = 512  # samples per probability: the 16 kHz model's input size
 THRESHOLD = 0.5  # a step this likely is speech
@@ -60,6 +60,11 @@ def speech_probs(audio) -> torch.Tensor:
         probs += [float(model(samples[i:i + STEP][None], SAMPLE_RATE)) for i in range(0, len(samples), STEP)]
     model.reset_states()
     return torch.tensor(probs)
+
+
+def holds_speech(samples: torch.Tensor, threshold: float = THRESHOLD) -> bool:
+    """Whether any STEP of 16 kHz samples is speech to silero-vad."""
+    return bool(len(samples)) and bool((speech_probs(audio_source(samples)) >= threshold).any())
 
 
 def speech_spans(probs, n_samples: int, threshold: float = THRESHOLD, min_silence: float = MIN_SILENCE,

@@ -4,8 +4,9 @@ mode) moves seek past the whole window; tiny.en says so after a loud sentence wh
 still follows in the same window, and that speaker is never heard. The default checks the claim
 against the audio: sound after a pause there, and the next window starts at that timestamp. It also
 drops a segment that lies where the audio holds no sound (text written over silence or a noise
-floor). The decoder is faked here so the window's text is known; bench.py --part l's "±30 dB,
-pauses" file is the real case (docs/bench.md)."""
+floor), and hears again, on its own, speech between two segments that the text left out (a quiet
+speaker between loud ones). The decoder is faked here so the window's text is known; bench.py
+--part l's "±30 dB, pauses" and "47 dB" files are the real cases (docs/bench.md)."""
 import numpy as np
 import pytest
 
@@ -123,3 +124,74 @@ def test_a_window_that_fails_at_every_temperature_keeps_its_hottest_decoding(mon
     monkeypatch.setattr(T, "decode", decode)
     mels = torch.zeros(1, 80, 3000)
     assert T.decode_with_fallback(None, mels)[0].temperature == 1.0
+
+
+def test_unheard_spans_are_loud_stretches_between_segments():
+    """50 ms steps in dB above the floor: sound at 2-4 s, 10-11 s, a blip at 15 s and sound at
+    25-28 s; the text's segments at 0-1, 9.8-12 and 20-21 s. Only 2-4 s is unheard (cut RESCUE_PAD
+    steps around its loud steps): 10-11 s lies under a segment, the blip is shorter than
+    UNHEARD_STEPS, and 25-28 s follows the last segment (the next window's, or a lone timestamp's).
+    Nothing past what seek consumes counts."""
+    import transcribe as T
+
+    pad, step = T.RESCUE_PAD, T.SOUND_STEP
+    levels = [0.0] * 600  # 30 s
+    for a, b in ((40, 80), (200, 220), (300, 300 + T.UNHEARD_STEPS - 1), (500, 560)):
+        levels[a:b] = [T.UNHEARD_DB + 10] * (b - a)
+    segments = [(0.0, 1.0), (9.8, 12.0), (20.0, 21.0)]
+    first = ((40 - pad) * step, (80 + pad) * step)
+    assert T.unheard_spans(levels, segments, consumed=3000) == [first]
+    assert T.unheard_spans(levels, segments, consumed=150 * step) == []  # 7.5 s: no segment after 2-4 s
+    # one stretch from 1.5 to 28.5 s between two segments: cut around all of its sound, the blip included
+    assert T.unheard_spans(levels, [(0.0, 1.0), (29.0, 30.0)], 3000) == [(first[0], (560 + pad) * step)]
+    assert T.unheard_spans(levels, [], 3000) == [] and T.unheard_spans(levels, [(0.0, 30.0)], 3000) == []
+
+
+def test_a_quiet_speaker_left_out_between_loud_ones_is_heard_alone(ours, monkeypatch, tokenizer, spoken, tts):
+    """Loud, 40 dB quieter, loud: the window's text says only the two loud sentences (as tiny.en
+    does on bench.py --part l's "47 dB" file). The default hears the quiet one again on its own,
+    with no previous text and clamped below its own peak; the reference keeps the window's text. A
+    1 kHz tone as loud in the same place is no speech to silero-vad and is left alone."""
+    import transcribe as T
+    from audio import LongFormMel
+
+    loud = [x * (0.5 / np.abs(x).max()) for x in spoken]
+    quiet = tts("ask her to bring these things")
+    quiet *= 0.5 / np.abs(quiet).max() * 10 ** (-40 / 20)
+    second = 8.0 + len(quiet) / SR
+    audio = at(loud[0], 0, 20) + at(quiet, 6, 20) + at(loud[1], second, 20)
+    said = [(0.0, "The quick brown fox jumps over the lazy dog.", len(loud[0]) / SR),
+            (second, "Please call Stella.", second + len(loud[1]) / SR)]
+    texts = [t for _, t, _ in said]
+
+    def decodes():  # the window's text, then (if asked) the quiet sentence alone; what each was given
+        calls = fake_windows(monkeypatch, tokenizer, [said, [(0.0, "Ask her to bring these things.", 2.0)]])
+        faked, given = T.decode_with_fallback, []
+
+        def spy(model, mels, **kwargs):
+            given.append((mels, kwargs.get("prompt")))
+            return faked(model, mels, **kwargs)
+
+        monkeypatch.setattr(T, "decode_with_fallback", spy)
+        return calls, given
+
+    calls, given = decodes()
+    result = T.transcribe(ours, audio, initial_prompt="Hello.", **GREEDY)
+    assert [s["text"] for s in result["segments"]] == [" " + texts[0], " Ask her to bring these things.", " " + texts[1]]
+    start = result["segments"][1]["start"]
+    assert 5.0 <= start <= 6.0 and len(calls) == 2, (start, len(calls))
+    (_, window_prompt), (alone, prompt) = given
+    assert window_prompt and prompt is None  # heard alone: not even the initial prompt
+    # clamped 80 dB below its own peak, not the file's: 40 dB lower (0.5 of the normalised scale
+    # at least: log-mel of digital silence floors at 1e-10 before the clamp)
+    floor = float(LongFormMel(audio).frames(0, 2000, "file").min())
+    assert float(alone[0, :, :200].min()) < floor - 0.5
+
+    decodes()
+    assert [s["text"] for s in T.transcribe(ours, audio, reference=True, **GREEDY)["segments"]] == [" " + t for t in texts]
+
+    tone = np.sin(2 * np.pi * 1000 * np.arange(len(quiet)) / SR).astype(np.float32) * np.abs(quiet).max()
+    calls, _ = decodes()
+    toned = at(loud[0], 0, 20) + at(tone, 6, 20) + at(loud[1], second, 20)
+    assert [s["text"] for s in T.transcribe(ours, toned, **GREEDY)["segments"]] == [" " + t for t in texts]
+    assert len(calls) == 1

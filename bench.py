@@ -334,7 +334,7 @@ def every_cpu_system(batch_size: int, checkpoint: str, ct2) -> list:
 
 
 def search_words(args) -> str:
-    """Parts a and b's decoding, in words, for their headings."""
+    """Parts a, b and l's decoding, in words, for their headings."""
     first = "greedy" if args.beam_size == 1 else f"beam {args.beam_size}"
     return f"{first} + temperature fallback" if "," in args.temperatures else f"{first}, temperature {args.temperatures} only"
 
@@ -742,11 +742,12 @@ def part_l(args, tmp) -> str:
     fallback = parse_temperatures(args.temperatures)
     checkpoint, ct2 = converted_tiny_en(tmp), bundled_tiny_en()
     ours = from_pretrained(checkpoint)
+    beam = args.beam_size  # every system, and each clip alone, searches alike
     def reference_mode(a):
-        return transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback, reference=True)["text"]
+        return transcribe(ours, a, beam_size=beam, best_of=5, temperature=fallback, reference=True)["text"]
 
     def ours_row(**options):
-        return lambda a: transcribe(ours, a, beam_size=1, best_of=5, temperature=fallback, **options)["text"]
+        return lambda a: transcribe(ours, a, beam_size=beam, best_of=5, temperature=fallback, **options)["text"]
 
     # the default, then openai-whisper's algorithm (which also decodes digital silence), then the
     # default at each other --levels setting
@@ -761,7 +762,8 @@ def part_l(args, tmp) -> str:
 
         ow = whisper.load_model(checkpoint, device="cpu")
         systems.append(("openai-whisper", lambda a: whisper.transcribe(
-            ow, a, beam_size=None, best_of=5, temperature=fallback, fp16=False, language="en")["text"]))
+            ow, a, beam_size=None if beam == 1 else beam, best_of=5, temperature=fallback, fp16=False,
+            language="en")["text"]))
     else:
         missing.append("openai-whisper")
     if have("faster_whisper") and ct2:
@@ -769,7 +771,7 @@ def part_l(args, tmp) -> str:
 
         fw = WhisperModel(ct2, device="cpu", compute_type="float32", cpu_threads=args.threads)
         systems += [(f"faster-whisper{' + vad' * v}", lambda a, v=v: " ".join(s.text.strip() for s in fw.transcribe(
-            a, beam_size=1, best_of=5, temperature=list(fallback), language="en", vad_filter=v)[0])) for v in vads]
+            a, beam_size=beam, best_of=5, temperature=list(fallback), language="en", vad_filter=v)[0])) for v in vads]
     else:
         missing.append("faster-whisper")
 
@@ -800,7 +802,7 @@ def part_l(args, tmp) -> str:
         default, reference = wers[0], wers[len(vads)]
         rows.append([name, f"{len(audio) / SR:.0f}", f"{100 * per_clip:.2f}"] + [f"{100 * w:.2f}" for w in wers]
                     + [f"{default / per_clip:.2f}" if per_clip else "-", f"{100 * (default - reference):+.2f}"])
-    search = "greedy + temperature fallback" if "," in args.temperatures else f"temperature {args.temperatures} only"
+    search = search_words(args)
     headers = ["file", "s", "per clip"] + [name for name, _ in systems] + ["default / per clip", "default - reference"]
     out = [f"### (l) Long-form WER % with level changes, tiny.en, {search}, seed {args.seed}",
            f"CPU: {cpu_description()}",
@@ -841,7 +843,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--temperatures", default=FALLBACK,
                    help="parts a and b: the fallback's temperatures (default: the reference's); 0 alone: greedy, no fallback")
     p.add_argument("--beam-size", type=int, default=1,
-                   help="parts a and b: beams at temperature 0 for every system (default 1, greedy; 5 is the command "
+                   help="parts a, b and l: beams at temperature 0 for every system (default 1, greedy; 5 is the command "
                    "lines' default); the fallback's temperatures sample best of 5 either way")
     p.add_argument("--batch-size", type=int, default=8, help="batch of the batched rows on CPU: ours --batch-size, faster-whisper's BatchedInferencePipeline")
     p.add_argument("--gpu-batch-size", type=int, default=16)

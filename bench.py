@@ -353,7 +353,7 @@ def part_a(args, tmp) -> str:
 
     out.append(f"CPU: {cpu_description()}")
     encoder = ("bf16 (AMX), the audio's keys and values bf16" if quantize.AMX_BF16 else
-               f"int8, its mlp.2 in {'bf16' if quantize.ENCODER_MLP_BF16 else 'int8'}")
+               f"{'bf16 Linears' if quantize.ENCODER_BF16 else 'int8 Linears'}, attention in oneDNN's bf16 math mode")
     out.append(f"ours int8 on this CPU: {'7' if quantize.REDUCE_RANGE else '8'}-bit inputs, encoder {encoder}")
     out.append(longform(systems, audio_path, seconds, reference, args.repeat, args.threads, "faster-whisper int8",
                         seed=args.seed, temperatures=args.temperatures, beam_size=args.beam_size))

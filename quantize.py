@@ -12,9 +12,9 @@ quantize_int8(model) turns, in place:
 - the encoder, by what the CPU has (why: at AMX_BF16):
   - with AMX, into a Bf16Encoder, all of it in bf16, and each cross-attention into a
     Bf16AudioAttention, whose keys and values of the audio are bf16;
-  - without, into a Bf16MathEncoder with Int8Linears, whose fp32 matmuls and convolutions may use
-    oneDNN's bf16 math mode (the 1500-position self-attention is the encoder's largest cost), its
-    mlp.2 a Bf16Linear where the CPU has bf16 instructions (why: at the swap).
+  - without, into a Bf16MathEncoder, whose fp32 matmuls and convolutions may use oneDNN's bf16
+    math mode (the 1500-position self-attention is the encoder's largest cost), its Linears
+    Bf16Linears where the CPU has bf16 dot products (why: at ENCODER_BF16), else Int8Linears.
 The swapped modules keep their children and parameters; they are subclasses, so everything that
 reads the model (word timings, figures) sees the same structure.
 """
@@ -34,9 +34,15 @@ from model import AudioEncoder, MultiHeadAttention, TextDecoder, Whisper
 # (docs/bench.md, "int8 accuracy").
 _CPU = getattr(torch.cpu, "get_capabilities", dict)()
 REDUCE_RANGE = not _CPU.get("avx512_vnni", False)
-# The encoder's mlp.2 in bf16 (see quantize_int8) only where the CPU has bf16 dot products: without
-# them a bf16 matmul has no fast kernel to run on (not measured: this project's CPUs have them).
-ENCODER_MLP_BF16 = bool(_CPU.get("avx512_bf16", False) or _CPU.get("amx_bf16", False))
+# The encoder's Linears in bf16, not int8, where the CPU has bf16 dot products (without them a bf16
+# matmul has no fast kernel to run on; not measured: this project's CPUs have them). int8 rounds
+# each call's 1500 positions to one input scale, and the mlp.2's input (the GELU of 1536 channels)
+# has a few values far larger than the rest, so most keep a handful of steps: alone in int8 it moved
+# tiny.en's logits twice as far as the encoder's attention projections. bf16 rounds each value on
+# its own. On the AMD EPYC (AVX512-BF16, no AMX) the whole encoder's Linears in bf16 took its
+# windows as long as int8 with only mlp.2 in bf16 and brought the logits nearer fp32's than that
+# did, once the token lookups read int8 rows (docs/bench.md, "int8 accuracy").
+ENCODER_BF16 = bool(_CPU.get("avx512_bf16", False) or _CPU.get("amx_bf16", False))
 # With AMX a bf16 matmul runs on the tile unit. There the encoder wholly in bf16, attention
 # included, takes half the time of int8 Linears around fp32 attention, and its features are nearer
 # fp32's: int8 rounds the 1500 positions of a call to one input scale, bf16 rounds each value on its
@@ -182,7 +188,8 @@ def quantize_int8(model: Whisper) -> Whisper:
     model.decoder.token_embedding = Int8Embedding(embedding)
     _become(model.decoder, Int8TextDecoder).output = Int8Linear(embedding)
     del embedding
-    blocks = list(model.decoder.blocks) if AMX_BF16 else list(model.encoder.blocks) + list(model.decoder.blocks)
+    encoder_int8 = not (AMX_BF16 or ENCODER_BF16)
+    blocks = (list(model.encoder.blocks) if encoder_int8 else []) + list(model.decoder.blocks)
     for block in blocks:
         attn = _become(block.attn, Int8SelfAttention)
         key_bias = torch.zeros_like(attn.value.bias)
@@ -198,12 +205,7 @@ def quantize_int8(model: Whisper) -> Whisper:
                                       for linear in (cross.key, cross.value))
     else:
         _become(model.encoder, Bf16MathEncoder)
-        # The encoder's mlp.2 reads the GELU of 1536 channels at 1500 positions, a few values far
-        # larger than the rest, so one int8 scale for the call leaves most of them a handful of
-        # steps. Alone in int8 it moved tiny.en's logits twice as far as the encoder's attention
-        # projections and four times as far as its mlp.0 (docs/bench.md, "int8 accuracy"); bf16
-        # rounds each value on its own.
-        for block in model.encoder.blocks if ENCODER_MLP_BF16 else []:
-            block.mlp[2] = Bf16Linear(block.mlp[2].weight, block.mlp[2].bias)
+        if ENCODER_BF16:
+            _swap_linears(model.encoder, lambda linear: Bf16Linear(linear.weight, linear.bias))
     _swap_linears(model, lambda linear: Int8Linear(linear.weight, linear.bias))
     return model

@@ -134,7 +134,7 @@ def test_part_a_header_names_the_cpu(monkeypatch, tmp_path):
     import quantize
 
     bits = "7" if quantize.REDUCE_RANGE else "8"
-    encoder = "bf16 (AMX)" if quantize.AMX_BF16 else "int8, its mlp.2 in "
+    encoder = "bf16 (AMX)" if quantize.AMX_BF16 else ("bf16" if quantize.ENCODER_BF16 else "int8") + " Linears"
     assert f"\nours int8 on this CPU: {bits}-bit inputs, encoder {encoder}" in out
 
 

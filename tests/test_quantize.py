@@ -29,8 +29,8 @@ def test_int8_logits_stay_as_close_to_fp32_as_rounding_the_weights_allows(ours, 
     fp32's than twice what rounding the weights to int8 alone moves them: the inputs' rounding adds
     at most as much again. The 7-bit per-call inputs of fbgemm's default (reduce_range) moved them
     four times as far, mostly in the encoder's mlp.2 (docs/bench.md, "int8 accuracy")."""
-    if quantize.REDUCE_RANGE or not quantize.ENCODER_MLP_BF16:
-        pytest.skip("the bound is for 8-bit int8 inputs (AVX512-VNNI) and a bf16 mlp.2 (AVX512-BF16 or AMX)")
+    if quantize.REDUCE_RANGE or not quantize.ENCODER_BF16:
+        pytest.skip("the bound is for 8-bit int8 inputs (AVX512-VNNI) and a bf16 encoder (AVX512-BF16 or AMX)")
     int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
     rounded = load_checkpoint(str(tiny_en_checkpoint)).eval()  # fp32 math on int8-rounded weights
     for module in rounded.modules():
@@ -138,17 +138,26 @@ def test_int8_linear_with_8_bit_inputs_does_not_saturate():
     assert torch.allclose(linear(x), exact, rtol=1e-5)
 
 
-def test_int8_keeps_the_encoder_mlp_output_layer_in_bf16(tiny_en_checkpoint, monkeypatch):
-    """quantize_int8 makes the encoder's mlp.2 (outliers after the GELU) a Bf16Linear, the
-    decoder's an Int8Linear; the weights are the checkpoint's, rounded to bf16."""
-    monkeypatch.setattr(quantize, "ENCODER_MLP_BF16", True)  # the swap, whatever this CPU has
+def test_int8_keeps_the_encoder_linears_in_bf16_where_the_cpu_has_bf16(tiny_en_checkpoint, monkeypatch):
+    """Without AMX but with bf16 dot products, quantize_int8 makes every Linear of the encoder a
+    Bf16Linear (fp32 out; the checkpoint's weights rounded to bf16) and the decoder's Int8Linears;
+    without bf16 dot products the encoder's are Int8Linears too."""
     monkeypatch.setattr(quantize, "AMX_BF16", False)
     fp32 = load_checkpoint(str(tiny_en_checkpoint))
-    int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
-    for block, weights in zip(int8.encoder.blocks, fp32.encoder.blocks):
-        assert isinstance(block.mlp[2], Bf16Linear) and isinstance(block.mlp[0], Int8Linear)
-        assert torch.equal(block.mlp[2].weight, weights.mlp[2].weight.bfloat16())
-    assert all(isinstance(block.mlp[2], Int8Linear) for block in int8.decoder.blocks)
+    for bf16 in (True, False):
+        monkeypatch.setattr(quantize, "ENCODER_BF16", bf16)  # the swap, whatever this CPU has
+        int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
+        for block, weights in zip(int8.encoder.blocks, fp32.encoder.blocks):
+            linears = [block.mlp[0], block.mlp[2], block.attn.out]
+            if bf16:
+                linears += [block.attn.query, block.attn.key, block.attn.value]
+                assert all(isinstance(x, Bf16Linear) and x.out_dtype == torch.float32 for x in linears)
+                assert torch.equal(block.mlp[2].weight, weights.mlp[2].weight.bfloat16())
+                assert torch.equal(block.attn.query.weight, weights.attn.query.weight.bfloat16())
+            else:
+                assert all(isinstance(x, Int8Linear) for x in linears + [block.attn.qkv])
+        assert all(isinstance(block.mlp[2], Int8Linear) for block in int8.decoder.blocks)
+        assert not any(type(m) is torch.nn.Linear for m in int8.modules())
 
 
 def test_int8_with_amx_runs_the_encoder_in_bf16_nearer_fp32_than_int8(ours, tiny_en_checkpoint, spoken, monkeypatch):
@@ -156,15 +165,17 @@ def test_int8_with_amx_runs_the_encoder_in_bf16_nearer_fp32_than_int8(ours, tiny
     parameter bf16) and the audio's cached keys and values are bf16: features nearer fp32's than
     the int8 encoder's (each value rounded on its own, not to one scale per call). The logits of
     either path are bounded by test_int8_logits_stay_as_close_to_fp32_as_rounding_the_weights_allows
-    (bf16 keys and values round the audio once more there). Runs on any CPU: bf16 works without AMX,
-    only slower."""
+    (bf16 keys and values round the audio once more there). So are the features of the path for
+    CPUs with bf16 dot products but no AMX (bf16 Linears, fp32 attention and norms). Runs on any
+    CPU: bf16 works without AMX, only slower."""
     mels = torch.stack([mel_window(a) for a in spoken[:2]])
     tokens = torch.tensor([[50257, 50362, 383, 2068, 7586, 21831]] * len(mels))
     error = {}
     with torch.inference_mode():
         fp32_features = encode(ours, mels)
-        for amx in (True, False):
+        for path, (amx, bf16) in {"amx": (True, True), "bf16 linears": (False, True), "int8": (False, False)}.items():
             monkeypatch.setattr(quantize, "AMX_BF16", amx)
+            monkeypatch.setattr(quantize, "ENCODER_BF16", bf16)
             int8 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
             features = encode(int8, mels)
             assert features.dtype == torch.float32
@@ -172,13 +183,13 @@ def test_int8_with_amx_runs_the_encoder_in_bf16_nearer_fp32_than_int8(ours, tiny
             int8.decoder(tokens, features, kv_cache)
             cross = [block.cross_attn for block in int8.decoder.blocks]
             assert {kv_cache[m][0].dtype for m in cross} == {torch.bfloat16 if amx else torch.float32}
-            error[amx] = (features - fp32_features).abs().mean()
+            error[path] = (features - fp32_features).abs().mean()
     monkeypatch.setattr(quantize, "AMX_BF16", True)
     bf16 = quantize_int8(load_checkpoint(str(tiny_en_checkpoint)).eval())
     linears = [m for m in bf16.encoder.modules() if isinstance(m, (torch.nn.Linear, Int8Linear, Bf16Linear))]
     assert linears and all(isinstance(m, Bf16Linear) for m in linears)
     assert {p.dtype for p in bf16.encoder.parameters()} | {b.dtype for b in bf16.encoder.buffers()} == {torch.bfloat16}
-    assert error[True] < error[False] / 2, error
+    assert error["amx"] < error["int8"] / 2 and error["bf16 linears"] < error["int8"] / 2, error
 
 
 def test_int8_embedding_looks_up_the_rows_of_the_int8_logits(tiny_en_checkpoint):

@@ -146,9 +146,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     that ends on a lone timestamp while sound follows a pause there is continued from that
     timestamp instead of skipped whole, a segment with no sound under it is dropped, and sound
     between two segments that silero-vad calls speech (a quiet speaker the text left out) is
-    decoded again on its own; reference=True does none of this. (A window that fails at every temperature keeps its hottest
-    decoding, as in openai-whisper: keeping the likeliest, as faster-whisper does, looped through a
-    40 s stretch of noise, docs/bench.md part l.)
+    decoded again on its own; reference=True does none of this. (A window that fails at every
+    temperature keeps its hottest decoding, as in openai-whisper: keeping the likeliest, as
+    faster-whisper does, looped through a 40 s stretch of noise, docs/bench.md part l.)
 
     vad=True (as faster-whisper's vad_filter) hears only the speech that silero-vad finds (vad.py),
     joined; batched windows are cut where one stretch of speech meets the next, and every time in

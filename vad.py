@@ -33,8 +33,7 @@ def model_path() -> str:
     spec = importlib.util.find_spec("silero_vad")  # finds the package without running its __init__
     path = os.path.join(spec.submodule_search_locations[0], "data", "silero_vad.jit") if spec else None
     if path is None or not os.path.isfile(path):
-        raise ValueError("silero-vad's model (silero_vad/data/silero_vad.jit), which --vad and the default long-form's "
-                         f"check for unheard speech use, is not installed: {INSTALL}")
+        raise ValueError(f"--vad needs silero-vad's model (silero_vad/data/silero_vad.jit): {INSTALL}")
     return path
 
 

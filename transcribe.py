@@ -409,10 +409,16 @@ def step_levels(audio, seek: int, size: int) -> list:
     return (10 * torch.log10(energy.clamp(min=floor) / floor)).tolist()
 
 
+def segment_steps(start: float, end: float) -> range:
+    """The SOUND_STEPs of a segment's seconds start..end into its window, SEGMENT_SLACK wider."""
+    return range(max(0, math.floor((start - SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP)),
+                 math.ceil((end + SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP))
+
+
 def holds_sound(levels: list, start: float, end: float) -> bool:
     """Whether the window's seconds start..end (SEGMENT_SLACK wider) hold anything above its floor."""
-    a = max(0, math.floor((start - SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP))
-    return any(db > SEGMENT_DB for db in levels[a:math.ceil((end + SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP)])
+    steps = segment_steps(start, end)
+    return any(db > SEGMENT_DB for db in levels[steps.start:steps.stop])
 
 
 def unheard_sound_start(levels: list, tokens: list, tokenizer, size: int):
@@ -442,15 +448,13 @@ def unheard_spans(levels: list, segments: list, consumed: int) -> list:
     UNHEARD_STEPS of steps above UNHEARD_DB, cut RESCUE_PAD steps around its loud steps. Only
     between two: before the first may be the tail of the previous window's last sentence, and
     after the last a timestamp that came early (tiny.en's are often whole seconds) leaves its own
-    sentence's end; what follows the text is the next window's, or unheard_sound_start's. (Both
-    edges, where a 0.4 s pause parts the sound from the text, changed no figure of the level
-    bench at seeds 0 and 2: docs/bench.md)"""
+    sentence's end; what follows the text is the next window's, or unheard_sound_start's."""
     n = min(len(levels), consumed // SOUND_STEP)
     covered = [False] * n
     for start, end in segments:
-        a = max(0, math.floor((start - SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP))
-        for i in range(a, min(n, math.ceil((end + SEGMENT_SLACK) * FRAMES_PER_SECOND / SOUND_STEP))):
-            covered[i] = True
+        for i in segment_steps(start, end):
+            if i < n:
+                covered[i] = True
     spans, i = [], 0
     while i < n:
         if covered[i]:

@@ -300,6 +300,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     seek += size
                 else:
                     pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, time_offset, size)
+                    pieces = [(s, e, t, result) for s, e, t in pieces]  # each with the decoding it came from
                     if not reference:
                         levels = step_levels(audio, seek, size)
                         # a lone final timestamp says "no speech after this", and seek would pass the
@@ -324,11 +325,11 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                             heard = decode_with_fallback(model, alone[None], **decode_options)[0]
                             if not is_no_speech(heard, no_speech_threshold, logprob_threshold):
                                 end = (seek + b) / FRAMES_PER_SECOND
-                                pieces += [(min(s, end), min(e, end), t) for s, e, t in
+                                pieces += [(min(s, end), min(e, end), t, heard) for s, e, t in
                                            split_segments(heard.tokens, tokenizer, (seek + a) / FRAMES_PER_SECOND, b - a)[0]
                                            if tokenizer.decode([x for x in t if x < tokenizer.timestamp_begin]).strip()]
                         pieces.sort(key=lambda p: p[0])
-                    current = [make_segment(seek, s, e, t, result) for s, e, t in pieces]
+                    current = [make_segment(seek, s, e, t, r) for s, e, t, r in pieces]
                     seek += consumed
                     if word_timestamps:
                         from timing import add_word_timestamps

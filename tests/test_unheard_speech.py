@@ -174,7 +174,10 @@ def test_a_quiet_speaker_left_out_between_loud_ones_is_heard_alone(ours, monkeyp
 
         def spy(model, mels, **kwargs):
             given.append((mels, kwargs.get("prompt")))
-            return faked(model, mels, **kwargs)
+            results = faked(model, mels, **kwargs)
+            if len(given) == 2:  # the quiet sentence alone, as if heard at the first fallback temperature
+                results[0].avg_logprob, results[0].temperature = -0.9, 0.2
+            return results
 
         monkeypatch.setattr(T, "decode_with_fallback", spy)
         return calls, given
@@ -184,6 +187,8 @@ def test_a_quiet_speaker_left_out_between_loud_ones_is_heard_alone(ours, monkeyp
     assert [s["text"] for s in result["segments"]] == [" " + texts[0], " Ask her to bring these things.", " " + texts[1]]
     start = result["segments"][1]["start"]
     assert 5.0 <= start <= 6.0 and len(calls) == 2, (start, len(calls))
+    # each segment says how its own decoding went
+    assert [(s["avg_logprob"], s["temperature"]) for s in result["segments"]] == [(-0.2, 0.0), (-0.9, 0.2), (-0.2, 0.0)]
     (_, window_prompt), (alone, prompt) = given
     assert window_prompt and prompt is None  # heard alone: not even the initial prompt
     # clamped 80 dB below its own peak, not the file's: 40 dB lower (0.5 of the normalised scale

@@ -32,6 +32,8 @@ LEVELS = ("file", "window", "gain", "agc")  # how long-form sets a window's leve
 AGC_HOLD = 30  # "agc": frames (0.3 s) either side over which a frame's level is the loudest one's
 AGC_GATE = 6.0  # "agc": frames whose held level is this far (log10 units, 60 dB) below the file's peak stay as they are
 AGC_TOLERANCE = 1.5  # "agc": speech within 15 dB of the file's peak keeps its level (its own dynamics)
+QUIET_MIN = 50  # frames (0.5 s): a stretch held that quiet this long may be a quieter speaker (quiet_stretches)
+LIFT_TO = 0.5  # a lifted span's loudest frame is brought this far (log10: 5 dB) below the file's peak
 
 
 def window_frames(n_audio_ctx: int) -> int:
@@ -399,7 +401,31 @@ class LongFormMel:
         samples = torch.cat([span[1 : 1 - first].flip(0), span[: end]]) if first < 0 else span[: end - first]
         return samples.to(self.device) if self.device is not None else samples
 
-    def frames(self, start: int, stop: int, level: str = "file") -> torch.Tensor:
+    def held_levels(self, log_spec: torch.Tensor) -> torch.Tensor:
+        """Each frame's level as the loudest frame within AGC_HOLD of it (a peak hold): it stays put
+        through a word and the short pauses inside a sentence."""
+        return F.max_pool1d(log_spec.amax(dim=0)[None, None], 2 * AGC_HOLD + 1, stride=1, padding=AGC_HOLD)[0, 0]
+
+    def quiet_stretches(self, start: int, stop: int) -> list:
+        """[(a, b)] runs of at least QUIET_MIN of frames start..stop whose held level lies between
+        AGC_TOLERANCE and AGC_GATE below the file's loudest frame: where a quieter speaker than the
+        loudest may be (or noise, or a pause in a sentence; what is speech is for a VAD to say)."""
+        log_spec = _log10_mel(self._frames_signal(start, stop), self.n_mels, center=False)
+        if log_spec.numel() == 0:
+            return []
+        held, peak = self.held_levels(log_spec), self.peak.to(log_spec.device)
+        quiet = ((held > peak - AGC_GATE) & (held < peak - AGC_TOLERANCE)).tolist() + [False]
+        runs, run = [], None
+        for i, q in enumerate(quiet):
+            if q and run is None:
+                run = i
+            elif not q and run is not None:
+                if i - run >= QUIET_MIN:
+                    runs.append((start + run, start + i))
+                run = None
+        return runs
+
+    def frames(self, start: int, stop: int, level: str = "file", lift=()) -> torch.Tensor:
         """(n_mels, stop - start) normalised log-mel frames. `level` sets the 80 dB clamp's top:
         "file", the file's loudest frame, as the reference does; "window", the loudest of these
         frames, as each 30 s training segment was clamped to its own; "gain", these frames raised
@@ -410,9 +436,16 @@ class LongFormMel:
         different levels in one window are brought near the file's level, while speech already
         near it keeps its own dynamics (lifting every syllable to the peak garbles a sentence).
         The gains are offsets of the log-mel: a gain on the samples scales every frequency's
-        power alike."""
+        power alike. `lift`, [(a, b)] frames (a quieter speaker's speech), raises each span by one
+        gain that brings its loudest frame to LIFT_TO below the file's loudest, before the clamp."""
         log_spec = _log10_mel(self._frames_signal(start, stop), self.n_mels, center=False)
         peak = self.peak.to(log_spec.device)
+        for a, b in lift:
+            a, b = max(a - start, 0), min(b - start, log_spec.shape[-1])
+            if b > a:
+                span = log_spec[:, a:b]
+                gain = (peak - LIFT_TO - span.max()).clamp(min=0)
+                log_spec[:, a:b] = torch.where(span > float(np.log10(LOG_MEL_FLOOR)), span + gain, span)
         if level == "file" or log_spec.numel() == 0:
             return _normalise(log_spec, peak)
         own = log_spec.max()
@@ -422,9 +455,7 @@ class LongFormMel:
         if level == "gain":  # in the log domain a gain is an offset; digital silence stays at the floor
             return _normalise(torch.where(log_spec > floor, log_spec + (peak - own), floor), peak)
         if level == "agc":
-            # a frame's level is the loudest frame near it (a peak hold), so the gain stays put
-            # through a word and the short pauses inside a sentence
-            held = F.max_pool1d(log_spec.amax(dim=0)[None, None], 2 * AGC_HOLD + 1, stride=1, padding=AGC_HOLD)[0, 0]
+            held = self.held_levels(log_spec)
             lift = torch.where(held > peak - AGC_GATE, (peak - AGC_TOLERANCE - held).clamp(min=0), torch.zeros_like(held))
             return _normalise(torch.where(log_spec > floor, log_spec + lift, floor), peak)
         raise ValueError(f"level: expected one of {', '.join(LEVELS)}, got {level!r}")

@@ -37,7 +37,7 @@ from cli import OneLineErrors, unwritable
 from decoding import decode, detect_language, encode
 from files import atomic_write, remove_stale_temps
 from tokenizer import LANGUAGES, TO_LANGUAGE_CODE, get_tokenizer
-from vad import holds_speech, speech_only, to_original
+from vad import holds_speech, speech_only, speech_probs, speech_spans, to_original
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: CPU only
 TIME_PER_TOKEN = 0.02  # seconds per timestamp step (2 mel frames per audio token)
@@ -48,6 +48,11 @@ SILENCE_PEAK = 10 ** (-80 / 20)
 # files whose speakers change level, but not every bench file once the temperature fallback runs
 # (docs/bench.md, part l), so it is an option
 DEFAULT_LEVEL = "file"
+# quiet speech (transcribe's quiet_speech): silero-vad's sentences in a quiet stretch, a little padded,
+# at least 1 s (shorter is a breath or a pause in a louder speaker's sentence); the lifted window's
+# text is kept if it says QUIET_RATE more words a second of that speech (speech runs 2-3): sampling
+# alone moves a window's word count by a few
+QUIET_SILENCE, QUIET_PAD, QUIET_SPEECH, QUIET_RATE = 0.3, 0.1, 100, 1.0
 
 
 @torch.inference_mode()
@@ -146,8 +151,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     that ends on a lone timestamp while sound follows a pause there is continued from that
     timestamp instead of skipped whole, a segment with no sound under it is dropped, and sound
     between two segments that silero-vad calls speech (a quiet speaker the text left out) is
-    decoded again on its own; reference=True does none of this. (A window that fails at every
-    temperature keeps its hottest decoding, as in openai-whisper: keeping the likeliest, as
+    decoded again on its own; and a window holding a quieter speaker (speech by silero-vad in a
+    stretch 15 dB or more under the file's loudest frame) is decoded again with that speech lifted
+    near the loud one's level, and that text kept where it says more. reference=True does none
+    of this. (A window that fails at every temperature keeps its hottest decoding, as in openai-whisper: keeping the likeliest, as
     faster-whisper does, looped through a 40 s stretch of noise, docs/bench.md part l.)
 
     vad=True (as faster-whisper's vad_filter) hears only the speech that silero-vad finds (vad.py),
@@ -194,6 +201,18 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     def window(seek: int, size: int) -> torch.Tensor:
         # like the reference: the content frames, then zero frames (not the mel of silence) to the window's end
         return pad_or_trim(mel.frames(seek, seek + size, level), n_window).to(model.dtype)
+
+    def quiet_speech(seek: int, size: int) -> list:
+        """[(a, b)] frames of the window that silero-vad calls speech inside its quiet stretches
+        (LongFormMel.quiet_stretches), each at least QUIET_SPEECH long: a quieter speaker."""
+        spans = []
+        for a, b in mel.quiet_stretches(seek, seek + size):
+            probs = speech_probs(audio_source(audio.read(a * HOP_LENGTH, b * HOP_LENGTH)))
+            for s, e in speech_spans(probs, (b - a) * HOP_LENGTH, min_silence=QUIET_SILENCE, pad=QUIET_PAD):
+                s, e = a + s // HOP_LENGTH, a + -(-e // HOP_LENGTH)
+                if e - s >= QUIET_SPEECH:
+                    spans.append((s, e))
+        return spans
 
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
@@ -294,6 +313,19 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                                                  prefix=prefix_tokens or None, **decode_options)[0]
                     if not copied & copied_runs(heard.tokens, previous_text, tokenizer):
                         result, prompt_reset_since = heard, len(all_tokens)
+                # a quieter speaker beside a loud one is often passed over, a loud sentence's segment
+                # stretched across them: where the window holds quiet speech, it is heard again with
+                # that speech lifted toward the loud one's level, and the new text is kept if it
+                # says more by at least QUIET_RATE words a second of the quiet speech
+                quiet = quiet_speech(seek, size) if not reference and level == "file" else []
+                if quiet:
+                    lifted = pad_or_trim(mel.frames(seek, seek + size, level, lift=quiet), n_window).to(model.dtype)
+                    heard = decode_with_fallback(model, lifted[None], prompt=prompt or None,
+                                                 prefix=prefix_tokens or None, **decode_options)[0]
+                    more = spoken_words(heard, tokenizer, no_speech_threshold, logprob_threshold) - \
+                        spoken_words(result, tokenizer, no_speech_threshold, logprob_threshold)
+                    if more >= QUIET_RATE * sum(b - a for a, b in quiet) / FRAMES_PER_SECOND:
+                        result, mel_window = heard, lifted
                 prefix_tokens = []  # the first decoded window's only, whatever becomes of it
                 previous_seek, time_offset = seek, seek / FRAMES_PER_SECOND
                 if is_no_speech(result, no_speech_threshold, logprob_threshold):
@@ -357,6 +389,13 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     text = tokenizer.decode([t for s in segments for t in s["tokens"]])
     result = dict(text=text, segments=segments, language=language, language_probability=language_probability)
     return to_original(result, speech) if speech else result
+
+
+def spoken_words(result, tokenizer, no_speech_threshold, logprob_threshold) -> int:
+    """The words of a window's decoding; none where it is judged no speech."""
+    if is_no_speech(result, no_speech_threshold, logprob_threshold):
+        return 0
+    return len(tokenizer.decode([t for t in result.tokens if t < tokenizer.timestamp_begin]).split())
 
 
 # a window whose text repeats this many words of the previous text in a row copied its prompt: tiny.en

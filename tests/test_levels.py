@@ -169,3 +169,35 @@ def test_agc_brings_a_quiet_speaker_inside_a_window_to_the_files_level(ours, spo
 
     print(f"agc: {agc['text']!r}\nreference: {ref['text']!r}")
     assert quiet_errors(agc) < quiet_errors(ref)
+
+
+def test_the_default_hears_a_window_again_with_a_passed_over_quiet_speaker_lifted(ours, spoken, monkeypatch):
+    """A loud sentence and a 40 dB quieter one 1 s apart in one window. Reference mode's text
+    passes over the quiet one; the default decodes the window as the reference does, then again
+    with the quiet sentence (silero-vad's speech in a quiet stretch) lifted by one gain until its
+    loudest frame is LIFT_TO below the file's loudest, everything else as it was, and keeps the
+    second text, which says the quiet sentence."""
+    from conftest import SPOKEN
+
+    from audio import LIFT_TO, LongFormMel
+    from metrics import word_error_rate
+
+    loud = spoken[0] * (0.5 / np.abs(spoken[0]).max())
+    quiet = spoken[1] * (0.005 / np.abs(spoken[1]).max())
+    audio = np.concatenate([loud, np.zeros(SR, np.float32), quiet, np.zeros(SR, np.float32)]).astype(np.float32)
+    default, fed = windows_fed(monkeypatch, ours, audio)
+    ref, fed_ref = windows_fed(monkeypatch, ours, audio, reference=True)
+    assert len(fed_ref) == 1 and len(fed) == 2
+    assert (fed[0] - fed_ref[0]).abs().max() == 0
+    peak = (float(LongFormMel(audio).peak) + 4) / 4
+    quiet_start, quiet_end = (len(loud) + SR) // 160, (len(loud) + SR + len(quiet)) // 160
+    lifted = (fed[1] != fed[0]).any(dim=0).nonzero()[:, 0]
+    assert quiet_start - 20 <= int(lifted.min()) and int(lifted.max()) <= quiet_end + 20  # 0.1 s of padding
+    assert float(fed[1][:, quiet_start:quiet_end].max()) == pytest.approx(peak - LIFT_TO / 4, abs=1e-5)
+
+    def quiet_errors(result):  # the words after the loud sentence's against the quiet one's text
+        return word_error_rate([SPOKEN[1]], [" ".join(result["text"].split()[len(SPOKEN[0].split()):])])
+
+    print(f"default: {default['text']!r}\nreference: {ref['text']!r}")
+    assert quiet_errors(ref) == 1.0  # passed over
+    assert quiet_errors(default) < quiet_errors(ref)

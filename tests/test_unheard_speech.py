@@ -35,7 +35,9 @@ def at(audio: np.ndarray, start_s: float, total_s: float) -> np.ndarray:
 
 def fake_windows(monkeypatch, tokenizer, answers: list):
     """transcribe.decode_with_fallback answering the n-th window it is given with answers[n] (a list
-    of (start s, text, end s or None), the times inside the window); no speech once they run out."""
+    of (start s, text, end s or None), the times inside the window); no speech once they run out.
+    A quiet speaker's window is not heard a second time, lifted, here (its own test is in
+    tests/test_levels.py): the answers go to windows in turn."""
     import transcribe as T
     from decoding import DecodeResult
 
@@ -53,6 +55,7 @@ def fake_windows(monkeypatch, tokenizer, answers: list):
         return [DecodeResult(tokens=tokens, text=" ".join(texts), avg_logprob=-0.2, no_speech_prob=0.01)]
 
     monkeypatch.setattr(T, "decode_with_fallback", decode)
+    monkeypatch.setattr(T, "QUIET_SPEECH", float("inf"))
     return calls
 
 

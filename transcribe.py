@@ -51,8 +51,9 @@ DEFAULT_LEVEL = "file"
 # quiet speech (transcribe's quiet_speech): silero-vad's sentences in a quiet stretch, a little padded,
 # at least 1 s (shorter is a breath or a pause in a louder speaker's sentence); the lifted window's
 # text is kept if it says QUIET_RATE more words a second of that speech (speech runs 2-3): sampling
-# alone moves a window's word count by a few
-QUIET_SILENCE, QUIET_PAD, QUIET_SPEECH, QUIET_RATE = 0.3, 0.1, 100, 1.0
+# alone moves a window's word count by a few. It is heard again only where the segments over that
+# speech say fewer than QUIET_PASS words a second: a recording's own quieter passages aren't decoded twice
+QUIET_SILENCE, QUIET_PAD, QUIET_SPEECH, QUIET_RATE, QUIET_PASS = 0.3, 0.1, 100, 1.0, 2.0
 
 
 @torch.inference_mode()
@@ -314,11 +315,11 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     if not copied & copied_runs(heard.tokens, previous_text, tokenizer):
                         result, prompt_reset_since = heard, len(all_tokens)
                 # a quieter speaker beside a loud one is often passed over, a loud sentence's segment
-                # stretched across them: where the window holds quiet speech, it is heard again with
-                # that speech lifted toward the loud one's level, and the new text is kept if it
-                # says more by at least QUIET_RATE words a second of the quiet speech
+                # stretched across them: where the text runs thin over the window's quiet speech, it
+                # is heard again with that speech lifted toward the loud one's level, and the new
+                # text is kept if it says more by at least QUIET_RATE words a second of that speech
                 quiet = quiet_speech(seek, size) if not reference and level == "file" else []
-                if quiet:
+                if quiet and passed_over(result, quiet, seek, size, tokenizer, no_speech_threshold, logprob_threshold):
                     lifted = pad_or_trim(mel.frames(seek, seek + size, level, lift=quiet), n_window).to(model.dtype)
                     heard = decode_with_fallback(model, lifted[None], prompt=prompt or None,
                                                  prefix=prefix_tokens or None, **decode_options)[0]
@@ -389,6 +390,24 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     text = tokenizer.decode([t for s in segments for t in s["tokens"]])
     result = dict(text=text, segments=segments, language=language, language_probability=language_probability)
     return to_original(result, speech) if speech else result
+
+
+def passed_over(result, quiet: list, seek: int, size: int, tokenizer, no_speech_threshold, logprob_threshold) -> bool:
+    """Whether a window's text may have passed over some of its quiet speech ([(a, b)] frames
+    before where the next window starts): no speech said, no segment over a span, or the segments
+    over it say fewer than QUIET_PASS words a second."""
+    if is_no_speech(result, no_speech_threshold, logprob_threshold):
+        return True
+    pieces, consumed, _ = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
+    for a, b in quiet:
+        if a >= seek + consumed:
+            continue  # the next window starts before it
+        start, end = a / FRAMES_PER_SECOND, b / FRAMES_PER_SECOND
+        over = [(s, e, t) for s, e, t in pieces if s < end and e > start]
+        words = len(tokenizer.decode([x for _, _, t in over for x in t if x < tokenizer.timestamp_begin]).split())
+        if not over or words < QUIET_PASS * sum(e - s for s, e, _ in over):
+            return True
+    return False
 
 
 def spoken_words(result, tokenizer, no_speech_threshold, logprob_threshold) -> int:

@@ -155,8 +155,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     decoded again on its own; and a window holding a quieter speaker (speech by silero-vad in a
     stretch 15 dB or more under the file's loudest frame) is decoded again with that speech lifted
     near the loud one's level, and that text kept where it says more. reference=True does none
-    of this. (A window that fails at every temperature keeps its hottest decoding, as in openai-whisper: keeping the likeliest, as
-    faster-whisper does, looped through a 40 s stretch of noise, docs/bench.md part l.)
+    of this. (A window that fails at every temperature keeps its hottest decoding, as in
+    openai-whisper: keeping the likeliest, as faster-whisper does, looped through a 40 s stretch
+    of noise, docs/bench.md part l.)
 
     vad=True (as faster-whisper's vad_filter) hears only the speech that silero-vad finds (vad.py),
     joined; batched windows are cut where one stretch of speech meets the next, and every time in
@@ -203,16 +204,19 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         # like the reference: the content frames, then zero frames (not the mel of silence) to the window's end
         return pad_or_trim(mel.frames(seek, seek + size, level), n_window).to(model.dtype)
 
+    heard_stretches = {}  # windows overlap: a stretch inside two of them is asked about once
+
     def quiet_speech(seek: int, size: int) -> list:
         """[(a, b)] frames of the window that silero-vad calls speech inside its quiet stretches
         (LongFormMel.quiet_stretches), each at least QUIET_SPEECH long: a quieter speaker."""
         spans = []
         for a, b in mel.quiet_stretches(seek, seek + size):
-            probs = speech_probs(audio_source(audio.read(a * HOP_LENGTH, b * HOP_LENGTH)))
-            for s, e in speech_spans(probs, (b - a) * HOP_LENGTH, min_silence=QUIET_SILENCE, pad=QUIET_PAD):
-                s, e = a + s // HOP_LENGTH, a + -(-e // HOP_LENGTH)
-                if e - s >= QUIET_SPEECH:
-                    spans.append((s, e))
+            if (a, b) not in heard_stretches:
+                probs = speech_probs(audio_source(audio.read(a * HOP_LENGTH, b * HOP_LENGTH)))
+                found = speech_spans(probs, (b - a) * HOP_LENGTH, min_silence=QUIET_SILENCE, pad=QUIET_PAD)
+                found = [(a + s // HOP_LENGTH, a + -(-e // HOP_LENGTH)) for s, e in found]
+                heard_stretches[a, b] = [(s, e) for s, e in found if e - s >= QUIET_SPEECH]
+            spans += heard_stretches[a, b]
         return spans
 
     def make_segment(seek, start, end, tokens, result):

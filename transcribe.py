@@ -150,12 +150,14 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     The default is DEFAULT_LEVEL (why: its comment and bench.py --part l). Sequential decoding
     in the default mode also checks each window's text against its audio (issue 21): a window
     that ends on a lone timestamp while sound follows a pause there is continued from that
-    timestamp instead of skipped whole, a segment with no sound under it is dropped, and sound
-    between two segments that silero-vad calls speech (a quiet speaker the text left out) is
-    decoded again on its own; and a window holding a quieter speaker (speech by silero-vad in a
-    stretch 15 dB or more under the file's loudest frame) is decoded again with that speech lifted
-    near the loud one's level, and that text kept where it says more. reference=True does none
-    of this. (A window that fails at every temperature keeps its hottest decoding, as in
+    timestamp instead of skipped whole (or, where noise fills that pause, from the sentence
+    silero-vad hears after it), a segment with no sound under it is dropped, and sound between two
+    segments that silero-vad calls speech (a quiet speaker the text left out) is decoded again on
+    its own; and a window holding a quieter speaker (speech by silero-vad in a stretch 15 dB or
+    more under the file's loudest frame) is decoded again with that speech lifted near the loud
+    one's level, and that text kept where it says more (a sentence said twice over counted once);
+    where a segment still runs thin over that speech, the next window starts there. reference=True
+    does none of this. (A window that fails at every temperature keeps its hottest decoding, as in
     openai-whisper: keeping the likeliest, as faster-whisper does, looped through a 40 s stretch
     of noise, docs/bench.md part l.)
 
@@ -218,6 +220,20 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 heard_stretches[a, b] = [(s, e) for s, e in found if e - s >= QUIET_SPEECH]
             spans += heard_stretches[a, b]
         return spans
+
+    def unheard_speech_start(seek: int, size: int, tokens: list):
+        """Frames into the window where the next one should start when its text ends on a lone
+        timestamp and silero-vad hears a sentence (QUIET_SPEECH or longer) starting a pause of
+        UNHEARD_PAUSE steps or more after it: that sentence's start. None where there is none."""
+        last = last_timestamp(tokens, tokenizer)
+        if not 0 < last < size:
+            return None
+        probs = speech_probs(audio_source(audio.read((seek + last) * HOP_LENGTH, (seek + size) * HOP_LENGTH)))
+        for s, e in speech_spans(probs, (size - last) * HOP_LENGTH, min_silence=QUIET_SILENCE, pad=QUIET_PAD):
+            start = last + s // HOP_LENGTH
+            if start - last >= UNHEARD_PAUSE * SOUND_STEP and (e - s) // HOP_LENGTH >= QUIET_SPEECH:
+                return start
+        return None
 
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
@@ -329,7 +345,10 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                                                  prefix=prefix_tokens or None, **decode_options)[0]
                     more = spoken_words(heard, tokenizer, no_speech_threshold, logprob_threshold) - \
                         spoken_words(result, tokenizer, no_speech_threshold, logprob_threshold)
-                    if more >= QUIET_RATE * sum(b - a for a, b in quiet) / FRAMES_PER_SECOND:
+                    # a decoding the fallback had to sample is a guess: the lifted window decoded
+                    # cooler is kept if it says no less
+                    cooler = heard.temperature < result.temperature
+                    if more >= (0 if cooler else QUIET_RATE * sum(b - a for a, b in quiet) / FRAMES_PER_SECOND):
                         result, mel_window = heard, lifted
                 prefix_tokens = []  # the first decoded window's only, whatever becomes of it
                 previous_seek, time_offset = seek, seek / FRAMES_PER_SECOND
@@ -339,12 +358,20 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     pieces, consumed, single_ending = split_segments(result.tokens, tokenizer, time_offset, size)
                     pieces = [(s, e, t, result) for s, e, t in pieces]  # each with the decoding it came from
                     if not reference:
+                        # a segment still stretched thin over quiet speech (the lifted window said no
+                        # more) is where the next window starts: there that speech leads the window
+                        cut = thin_segment_start(pieces, quiet, seek, tokenizer)
+                        if cut is not None:
+                            pieces, consumed = [p for p in pieces if p[0] * FRAMES_PER_SECOND < cut], cut - seek
                         levels = step_levels(audio, seek, size)
                         # a lone final timestamp says "no speech after this", and seek would pass the
                         # rest of the window; tiny.en says so after a loud sentence while a quiet
                         # speaker follows: where sound follows a pause there, the next window starts here
+                        # noise or a tone between the sentences hides that pause from the levels: then
+                        # silero-vad is asked about the rest of the window
                         if consumed >= size:
-                            consumed = unheard_sound_start(levels, result.tokens, tokenizer, size) or consumed
+                            consumed = (unheard_sound_start(levels, result.tokens, tokenizer, size)
+                                        or unheard_speech_start(seek, size, result.tokens) or consumed)
                         # Whisper writes text where there is nothing to hear: a segment with nothing
                         # above the window's floor under it is dropped, and doesn't lead the next
                         # window either. The floor is one only where something in the window rises
@@ -414,11 +441,34 @@ def passed_over(result, quiet: list, seek: int, size: int, tokenizer, no_speech_
     return False
 
 
+def thin_segment_start(pieces: list, quiet: list, seek: int, tokenizer):
+    """The frame where the first of a window's segments (start, end, tokens, ...) that lies over
+    some of its quiet speech [(a, b)] frames and says fewer than QUIET_RATE words a second of its
+    length starts; None where there is none, or only one that starts less than QUIET_SPEECH into
+    the window (the next window would start where this one did)."""
+    for start, end, tokens, *_ in pieces:
+        a, b = round(start * FRAMES_PER_SECOND), round(end * FRAMES_PER_SECOND)
+        if a - seek < QUIET_SPEECH or not any(s < b and e > a for s, e in quiet):
+            continue
+        words = len(tokenizer.decode([t for t in tokens if t < tokenizer.timestamp_begin]).split())
+        if words < QUIET_RATE * (end - start):
+            return a
+    return None
+
+
 def spoken_words(result, tokenizer, no_speech_threshold, logprob_threshold) -> int:
-    """The words of a window's decoding; none where it is judged no speech."""
+    """The words of a window's decoding, a segment said again word for word counted once (a loop
+    says nothing more); none where it is judged no speech."""
     if is_no_speech(result, no_speech_threshold, logprob_threshold):
         return 0
-    return len(tokenizer.decode([t for t in result.tokens if t < tokenizer.timestamp_begin]).split())
+    said, piece = set(), []
+    for t in result.tokens + [tokenizer.timestamp_begin]:
+        if t < tokenizer.timestamp_begin:
+            piece.append(t)
+        elif piece:
+            said.add(tokenizer.decode(piece).strip())
+            piece = []
+    return sum(len(text.split()) for text in said)
 
 
 # a window whose text repeats this many words of the previous text in a row copied its prompt: tiny.en
@@ -484,12 +534,17 @@ def holds_sound(levels: list, start: float, end: float) -> bool:
     return any(db > SEGMENT_DB for db in levels[steps.start:steps.stop])
 
 
+def last_timestamp(tokens: list, tokenizer) -> int:
+    """The frames into its window of a decoding's last timestamp; 0 where it has none."""
+    stamps = [t - tokenizer.timestamp_begin for t in tokens if t >= tokenizer.timestamp_begin]
+    return round(stamps[-1] * TIME_PER_TOKEN * FRAMES_PER_SECOND) if stamps else 0
+
+
 def unheard_sound_start(levels: list, tokens: list, tokenizer, size: int):
     """Where the next window should start (frames into this one) when this one's text ends on a lone
     timestamp but the audio after it holds UNHEARD_STEPS of sound after a pause: that timestamp.
     None where nothing is left unheard (or there is no timestamp past the window's start)."""
-    stamps = [t - tokenizer.timestamp_begin for t in tokens if t >= tokenizer.timestamp_begin]
-    last = round(stamps[-1] * TIME_PER_TOKEN * FRAMES_PER_SECOND) if stamps else 0
+    last = last_timestamp(tokens, tokenizer)
     if not 0 < last < size:
         return None
     after, quiet = [db > UNHEARD_DB for db in levels[last // SOUND_STEP:]], 0

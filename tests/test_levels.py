@@ -201,3 +201,50 @@ def test_the_default_hears_a_window_again_with_a_passed_over_quiet_speaker_lifte
     print(f"default: {default['text']!r}\nreference: {ref['text']!r}")
     assert quiet_errors(ref) == 1.0  # passed over
     assert quiet_errors(default) < quiet_errors(ref)
+
+
+def test_a_segment_stretched_thin_over_quiet_speech_is_where_the_next_window_starts():
+    """bench.py --part l's "±30 dB, noise", seed 3: a window from 82 s says the end of a loud
+    sentence, then one segment of 85-105 s with the next loud sentence's 11 words over five quiet
+    ones; its lifted decoding stops after the first sentence. The next window starts at 85 s, where
+    the quiet speech leads. Not where the segment starts the window (no progress), is not over
+    quiet speech, or says a word a second or more."""
+    from tokenizer import get_tokenizer
+    from transcribe import thin_segment_start
+
+    tokenizer = get_tokenizer(False)
+
+    def pieces(*said):
+        return [(start, end, tokenizer.encode(" " + text)) for start, end, text in said]
+
+    tail = (82.0, 85.0, "and thick peppered flower fat and sauce.")
+    stretched = (85.0, 105.0, "My neighbour fixes old bicycles and sells them at the market.")
+    quiet = [(8652, 8973), (8991, 9354)]
+    assert thin_segment_start(pieces(tail, stretched), quiet, 8200, tokenizer) == 8500
+    assert thin_segment_start(pieces(tail, stretched), [(10600, 10700)], 8200, tokenizer) is None
+    assert thin_segment_start(pieces((85.0, 105.0, stretched[2])), quiet, 8500, tokenizer) is None
+    dense = (85.0, 97.0, "The band played until midnight and nobody wanted to go home, most of the students finished")
+    assert thin_segment_start(pieces(tail, dense), quiet, 8200, tokenizer) is None
+
+
+def test_a_loop_says_nothing_more_when_the_lifted_window_is_weighed():
+    """A window sampled at 0.2 said one sentence three times over the quiet speech around it (seed
+    3 again); its words are counted once each, so the lifted window's text, decoded at 0.0, is not
+    passed over for saying fewer words."""
+    from decoding import DecodeResult
+    from tokenizer import get_tokenizer
+    from transcribe import spoken_words
+
+    tokenizer = get_tokenizer(False)
+
+    def said(*texts, no_speech_prob=0.01, avg_logprob=-0.3):
+        tokens = []
+        for i, text in enumerate(texts):
+            tokens += [tokenizer.timestamp_begin + 100 * i] + tokenizer.encode(" " + text)
+            tokens += [tokenizer.timestamp_begin + 100 * i + 90]
+        return DecodeResult(tokens=tokens, text="", avg_logprob=avg_logprob, no_speech_prob=no_speech_prob)
+
+    loop = said("He could wait no longer.", "He could wait no longer.", "He could wait no longer.", "And so my fellow Americans.")
+    assert spoken_words(loop, tokenizer, 0.6, -1.0) == 5 + 5  # not 3 * 5 + 5
+    assert spoken_words(said("He could wait no longer.", "Two weeks on a hunt."), tokenizer, 0.6, -1.0) == 5 + 5
+    assert spoken_words(said("Thank you.", no_speech_prob=0.9, avg_logprob=-1.5), tokenizer, 0.6, -1.0) == 0

@@ -147,19 +147,19 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
     (audio.LEVELS) chooses otherwise: "window" clamps each window below its own loudest frame, as
     Whisper's 30 s training segments were; "gain" first lifts the window until its loudest frame is
     the file's; "agc" lifts each quiet stretch of speech inside a window toward the file's level.
-    The default is DEFAULT_LEVEL (why: its comment and bench.py --part l). Sequential decoding
-    in the default mode also checks each window's text against its audio (issue 21): a window
-    that ends on a lone timestamp while sound follows a pause there is continued from that
-    timestamp instead of skipped whole (or, where noise fills that pause, from the sentence
-    silero-vad hears after it), a segment with no sound under it is dropped, and sound between two
-    segments that silero-vad calls speech (a quiet speaker the text left out) is decoded again on
-    its own; and a window holding a quieter speaker (speech by silero-vad in a stretch 15 dB or
-    more under the file's loudest frame) is decoded again with that speech lifted near the loud
-    one's level, and that text kept where it says more (a sentence said twice over counted once);
-    where a segment still runs thin over that speech, the next window starts there. reference=True
-    does none of this. (A window that fails at every temperature keeps its hottest decoding, as in
-    openai-whisper: keeping the likeliest, as faster-whisper does, looped through a 40 s stretch
-    of noise, docs/bench.md part l.)
+    The default is DEFAULT_LEVEL (why: its comment and bench.py --part l). Sequential decoding in
+    the default mode also checks each window's text against its audio (issue 21): a window that ends
+    on a lone timestamp while sound follows a pause there is continued from that timestamp instead
+    of skipped whole (or, where noise fills that pause, from the sentence silero-vad hears after
+    it), a segment with no sound under it is dropped, sound between two segments that silero-vad
+    calls speech (a quiet speaker the text left out) is decoded again on its own, and so is each
+    sentence under a segment stretched across a pause between two; and a window holding a quieter
+    speaker (speech by silero-vad in a stretch 15 dB or more under the file's loudest frame) is
+    decoded again with that speech lifted near the loud one's level, and that text kept where it
+    says more (a sentence said twice over counted once); where a segment still runs thin over that
+    speech, the next window starts there. reference=True does none of this. (A window that fails at
+    every temperature keeps its hottest decoding, as in openai-whisper: keeping the likeliest, as
+    faster-whisper does, looped through a 40 s stretch of noise, docs/bench.md part l.)
 
     vad=True (as faster-whisper's vad_filter) hears only the speech that silero-vad finds (vad.py),
     joined; batched windows are cut where one stretch of speech meets the next, and every time in
@@ -234,6 +234,27 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
             if start - last >= UNHEARD_PAUSE * SOUND_STEP and (e - s) // HOP_LENGTH >= QUIET_SPEECH:
                 return start
         return None
+
+    def heard_alone(start: int, stop: int) -> list:
+        """The segments (start s, end s, tokens, decoding) of frames start..stop decoded on their
+        own, clamped below their own loudest frame as a clip alone is; none where that is no speech."""
+        alone = pad_or_trim(mel.frames(start, stop, "window"), n_window).to(model.dtype)
+        heard = decode_with_fallback(model, alone[None], **decode_options)[0]
+        if is_no_speech(heard, no_speech_threshold, logprob_threshold):
+            return []
+        end = stop / FRAMES_PER_SECOND
+        return [(min(s, end), min(e, end), t, heard) for s, e, t in
+                split_segments(heard.tokens, tokenizer, start / FRAMES_PER_SECOND, stop - start)[0]
+                if tokenizer.decode([x for x in t if x < tokenizer.timestamp_begin]).strip()]
+
+    def sentences(start: int, stop: int) -> list:
+        """[(a, b)] frames of the sentences silero-vad hears in frames start..stop (a pause of
+        UNHEARD_PAUSE steps ends one), each QUIET_SPEECH or longer."""
+        probs = speech_probs(audio_source(audio.read(start * HOP_LENGTH, stop * HOP_LENGTH)))
+        spans = speech_spans(probs, (stop - start) * HOP_LENGTH, min_silence=UNHEARD_PAUSE * SOUND_STEP / FRAMES_PER_SECOND,
+                             pad=QUIET_PAD)
+        return [(start + a // HOP_LENGTH, start + -(-b // HOP_LENGTH)) for a, b in spans
+                if (b - a) // HOP_LENGTH >= QUIET_SPEECH]
 
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
@@ -385,13 +406,15 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                                                   consumed):
                             if not holds_speech(audio.read((seek + a) * HOP_LENGTH, (seek + b) * HOP_LENGTH)):
                                 continue
-                            alone = pad_or_trim(mel.frames(seek + a, seek + b, "window"), n_window).to(model.dtype)
-                            heard = decode_with_fallback(model, alone[None], **decode_options)[0]
-                            if not is_no_speech(heard, no_speech_threshold, logprob_threshold):
-                                end = (seek + b) / FRAMES_PER_SECOND
-                                pieces += [(min(s, end), min(e, end), t, heard) for s, e, t in
-                                           split_segments(heard.tokens, tokenizer, (seek + a) / FRAMES_PER_SECOND, b - a)[0]
-                                           if tokenizer.decode([x for x in t if x < tokenizer.timestamp_begin]).strip()]
+                            pieces += heard_alone(seek + a, seek + b)
+                        # a segment stretched over a pause across two sentences (tiny.en does over noise
+                        # or a tone) says one of them at best: each is heard alone instead
+                        for p in [p for p in pieces if is_stretched(p, tokenizer)]:
+                            spans = sentences(round(p[0] * FRAMES_PER_SECOND), round(p[1] * FRAMES_PER_SECOND))
+                            heard = [q for a, b in spans for q in heard_alone(a, b)] if len(spans) > 1 else []
+                            if heard:
+                                pieces.remove(p)
+                                pieces += heard
                         pieces.sort(key=lambda p: p[0])
                     current = [make_segment(seek, s, e, t, r) for s, e, t, r in pieces]
                     seek += consumed
@@ -439,6 +462,18 @@ def passed_over(result, quiet: list, seek: int, size: int, tokenizer, no_speech_
         if not over or words < QUIET_PASS * sum(e - s for s, e, _ in over):
             return True
     return False
+
+
+# a segment this long that says under QUIET_RATE words a second was stretched over a pause
+STRETCHED_S = 10.0
+
+
+def is_stretched(piece, tokenizer) -> bool:
+    """Whether a segment (start s, end s, tokens, ...) lasts STRETCHED_S or more and says fewer
+    than QUIET_RATE words a second of it."""
+    start, end, tokens, *_ = piece
+    words = len(tokenizer.decode([t for t in tokens if t < tokenizer.timestamp_begin]).split())
+    return end - start >= STRETCHED_S and words < QUIET_RATE * (end - start)
 
 
 def thin_segment_start(pieces: list, quiet: list, seek: int, tokenizer):

@@ -208,12 +208,21 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
 
     heard_stretches = {}  # windows overlap: a stretch inside two of them is asked about once
 
-    def quiet_speech(seek: int, size: int) -> list:
+    def quiet_speech(seek: int, size: int, result=None) -> list:
         """[(a, b)] frames of the window that silero-vad calls speech inside its quiet stretches
-        (LongFormMel.quiet_stretches), each at least QUIET_SPEECH long: a quieter speaker."""
+        (LongFormMel.quiet_stretches), each at least QUIET_SPEECH long: a quieter speaker. Given
+        the window's decoding, a stretch its segments say densely (said_densely) isn't asked
+        about: no speech there could be passed over, nor a segment run thin over it."""
+        dense = None
+        if result is not None and not is_no_speech(result, no_speech_threshold, logprob_threshold):
+            pieces, consumed, _ = split_segments(result.tokens, tokenizer, seek / FRAMES_PER_SECOND, size)
+            dense = (pieces, seek + consumed)
         spans = []
         for a, b in mel.quiet_stretches(seek, seek + size):
             if (a, b) not in heard_stretches:
+                if dense and said_densely(dense[0], a / FRAMES_PER_SECOND, min(b, dense[1]) / FRAMES_PER_SECOND,
+                                          tokenizer):
+                    continue
                 probs = speech_probs(audio_source(audio.read(a * HOP_LENGTH, b * HOP_LENGTH)))
                 found = speech_spans(probs, (b - a) * HOP_LENGTH, min_silence=QUIET_SILENCE, pad=QUIET_PAD)
                 found = [(a + s // HOP_LENGTH, a + -(-e // HOP_LENGTH)) for s, e in found]
@@ -359,8 +368,9 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 # stretched across them: where the text runs thin over the window's quiet speech, it
                 # is heard again with that speech lifted toward the loud one's level, and the new
                 # text is kept if it says more by at least QUIET_RATE words a second of that speech
-                quiet = quiet_speech(seek, size) if not reference and level == "file" else []
+                quiet = quiet_speech(seek, size, result) if not reference and level == "file" else []
                 if quiet and passed_over(result, quiet, seek, size, tokenizer, no_speech_threshold, logprob_threshold):
+                    quiet = quiet_speech(seek, size)  # all of it is lifted, the densely said too
                     lifted = pad_or_trim(mel.frames(seek, seek + size, level, lift=quiet), n_window).to(model.dtype)
                     heard = decode_with_fallback(model, lifted[None], prompt=prompt or None,
                                                  prefix=prefix_tokens or None, **decode_options)[0]
@@ -489,6 +499,21 @@ def thin_segment_start(pieces: list, quiet: list, seek: int, tokenizer):
         if words < QUIET_RATE * (end - start):
             return a
     return None
+
+
+def said_densely(pieces: list, start: float, end: float, tokenizer) -> bool:
+    """Whether segments (start s, end s, tokens, ...) cover seconds start..end without a gap and
+    each of those over it says QUIET_PASS words a second of its length or more (then so do any of
+    them together); True where end <= start (past where the next window starts)."""
+    if end <= start:
+        return True
+    covered = start
+    for s, e, tokens, *_ in sorted(p for p in pieces if p[0] < end and p[1] > start):
+        words = len(tokenizer.decode([t for t in tokens if t < tokenizer.timestamp_begin]).split())
+        if s > covered or words < QUIET_PASS * (e - s):
+            return False
+        covered = max(covered, e)
+    return covered >= end
 
 
 def spoken_words(result, tokenizer, no_speech_threshold, logprob_threshold) -> int:

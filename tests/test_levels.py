@@ -248,3 +248,25 @@ def test_a_loop_says_nothing_more_when_the_lifted_window_is_weighed():
     assert spoken_words(loop, tokenizer, 0.6, -1.0) == 5 + 5  # not 3 * 5 + 5
     assert spoken_words(said("He could wait no longer.", "Two weeks on a hunt."), tokenizer, 0.6, -1.0) == 5 + 5
     assert spoken_words(said("Thank you.", no_speech_prob=0.9, avg_logprob=-1.5), tokenizer, 0.6, -1.0) == 0
+
+
+def test_a_quiet_stretch_said_densely_is_not_asked_about():
+    """quiet_speech skips silero-vad on a quiet stretch that the window's segments cover without a
+    gap, each saying 2 words a second or more: no speech in it could be passed over (the speed of
+    bench.py --part a's file, quiet stretches in every window, rests on it)."""
+    from tokenizer import get_tokenizer
+    from transcribe import said_densely
+
+    tokenizer = get_tokenizer(False)
+
+    def pieces(*said):
+        return [(start, end, tokenizer.encode(" " + text)) for start, end, text in said]
+
+    two = pieces((0.0, 3.0, "The quick brown fox jumps over the lazy dog."), (3.0, 5.0, "Please call Stella now."))
+    assert said_densely(two, 1.0, 4.5, tokenizer)
+    assert not said_densely(two, 1.0, 6.0, tokenizer)  # 5-6 s: no segment
+    assert said_densely(two, 7.0, 6.0, tokenizer)  # past where the next window starts
+    gap = pieces((0.0, 3.0, "The quick brown fox jumps over the lazy dog."), (3.5, 5.0, "Please call Stella now."))
+    assert not said_densely(gap, 1.0, 4.5, tokenizer)
+    thin = pieces((0.0, 3.0, "The quick brown fox jumps over the lazy dog."), (3.0, 8.0, "Please call Stella."))
+    assert not said_densely(thin, 1.0, 4.5, tokenizer)  # 3 words in 5 s

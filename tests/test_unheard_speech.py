@@ -33,6 +33,23 @@ def at(audio: np.ndarray, start_s: float, total_s: float) -> np.ndarray:
     return out
 
 
+def skip_without_silero():
+    import importlib.util
+
+    if importlib.util.find_spec("silero_vad") is None:
+        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
+
+
+def noise_between(spoken, noise_s: float, second_s: float, total_s: float, first: bool = True) -> np.ndarray:
+    """The first sentence at 0 s (unless first=False), white noise 10 dB under it from 3 s for
+    noise_s, the second sentence at second_s, the whole under with_noise's floor."""
+    one, two = (x * (0.5 / np.abs(x).max()) for x in spoken)
+    rms = float(np.sqrt(np.mean(one ** 2)))
+    noise = np.random.default_rng(1).standard_normal(round(noise_s * SR)).astype(np.float32)
+    audio = at(noise * np.float32(rms * 10 ** (-10 / 20)), 3, total_s) + at(two, second_s, total_s)
+    return with_noise(audio + at(one, 0, total_s) if first else audio)
+
+
 def fake_windows(monkeypatch, tokenizer, answers: list):
     """transcribe.decode_with_fallback answering the n-th window it is given with answers[n] (a list
     of (start s, text, end s or None), the times inside the window); no speech once they run out.
@@ -98,16 +115,10 @@ def test_speech_after_a_lone_timestamp_behind_noise_starts_the_next_window(ours,
     inside its sentence; the levels hold no pause after it, so only silero-vad can say the second
     sentence is there: the next window starts where it does, not at 2 s (the tail of the first
     sentence follows that timestamp at once) and not at 30 s, as in the reference."""
-    import importlib.util
-
-    if importlib.util.find_spec("silero_vad") is None:
-        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
+    skip_without_silero()
     from transcribe import transcribe
 
-    first, second = (x * (0.5 / np.abs(x).max()) for x in spoken)
-    rms = float(np.sqrt(np.mean(first ** 2)))
-    noise = np.random.default_rng(1).standard_normal(9 * SR).astype(np.float32) * np.float32(rms * 10 ** (-10 / 20))
-    audio = with_noise(at(first, 0, 40) + at(noise, 3, 40) + at(second, 12.5, 40))
+    audio = noise_between(spoken, 9, 12.5, 40)
     answers = [[(0.0, "The quick brown fox jumps over the lazy dog.", 2.0)], [(0.0, "Please call Stella.", 2.0)]]
     calls = fake_windows(monkeypatch, tokenizer, answers)
     default = transcribe(ours, audio, **GREEDY)
@@ -124,16 +135,10 @@ def test_a_segment_stretched_over_two_sentences_is_replaced_by_each_heard_alone(
     bench.py --part l's noise-filled pauses): the default asks silero-vad where the sentences under
     it are, and each, decoded alone, replaces it; the reference keeps it. Over one sentence only
     (the first left out of the file) the stretched segment stays: its text is all there is."""
-    import importlib.util
-
-    if importlib.util.find_spec("silero_vad") is None:
-        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
+    skip_without_silero()
     from transcribe import transcribe
 
-    first, second = (x * (0.5 / np.abs(x).max()) for x in spoken)
-    rms = float(np.sqrt(np.mean(first ** 2)))
-    noise = np.random.default_rng(1).standard_normal(8 * SR).astype(np.float32) * np.float32(rms * 10 ** (-10 / 20))
-    audio = with_noise(at(first, 0, 25) + at(noise, 3, 25) + at(second, 11.5, 25))
+    audio = noise_between(spoken, 8, 11.5, 25)
     texts = ["The quick brown fox jumps over the lazy dog.", "Please call Stella and ask her to bring these things."]
     answers = [[(0.0, texts[0], 18.0)], [(0.0, texts[0], 2.5)], [(0.0, texts[1], 3.0)]]
     calls = fake_windows(monkeypatch, tokenizer, answers)
@@ -144,7 +149,7 @@ def test_a_segment_stretched_over_two_sentences_is_replaced_by_each_heard_alone(
     fake_windows(monkeypatch, tokenizer, answers)
     assert [(s["start"], s["end"]) for s in transcribe(ours, audio, reference=True, **GREEDY)["segments"]] == [(0.0, 18.0)]
     calls = fake_windows(monkeypatch, tokenizer, answers)
-    one = transcribe(ours, with_noise(at(noise, 3, 25) + at(second, 11.5, 25)), **GREEDY)
+    one = transcribe(ours, noise_between(spoken, 8, 11.5, 25, first=False), **GREEDY)
     assert [(s["start"], s["end"]) for s in one["segments"]] == [(0.0, 18.0)] and len(calls) == 1
 
 
@@ -211,10 +216,7 @@ def test_a_quiet_speaker_left_out_between_loud_ones_is_heard_alone(ours, monkeyp
     does on bench.py --part l's "47 dB" file). The default hears the quiet one again on its own,
     with no previous text and clamped below its own peak; the reference keeps the window's text. A
     1 kHz tone as loud in the same place is no speech to silero-vad and is left alone."""
-    import importlib.util
-
-    if importlib.util.find_spec("silero_vad") is None:
-        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
+    skip_without_silero()
     import transcribe as T
     from audio import LongFormMel
 

@@ -468,10 +468,15 @@ def passed_over(result, quiet: list, seek: int, size: int, tokenizer, no_speech_
             continue  # the next window starts before it
         start, end = a / FRAMES_PER_SECOND, b / FRAMES_PER_SECOND
         over = [(s, e, t) for s, e, t in pieces if s < end and e > start]
-        words = len(tokenizer.decode([x for _, _, t in over for x in t if x < tokenizer.timestamp_begin]).split())
+        words = word_count([x for _, _, t in over for x in t], tokenizer)
         if not over or words < QUIET_PASS * sum(e - s for s, e, _ in over):
             return True
     return False
+
+
+def word_count(tokens: list, tokenizer) -> int:
+    """The words that tokens say, timestamps aside."""
+    return len(tokenizer.decode([t for t in tokens if t < tokenizer.timestamp_begin]).split())
 
 
 # a segment this long that says under QUIET_RATE words a second was stretched over a pause
@@ -482,7 +487,7 @@ def is_stretched(piece, tokenizer) -> bool:
     """Whether a segment (start s, end s, tokens, ...) lasts STRETCHED_S or more and says fewer
     than QUIET_RATE words a second of it."""
     start, end, tokens, *_ = piece
-    words = len(tokenizer.decode([t for t in tokens if t < tokenizer.timestamp_begin]).split())
+    words = word_count(tokens, tokenizer)
     return end - start >= STRETCHED_S and words < QUIET_RATE * (end - start)
 
 
@@ -495,7 +500,7 @@ def thin_segment_start(pieces: list, quiet: list, seek: int, tokenizer):
         a, b = round(start * FRAMES_PER_SECOND), round(end * FRAMES_PER_SECOND)
         if a - seek < QUIET_SPEECH or not any(s < b and e > a for s, e in quiet):
             continue
-        words = len(tokenizer.decode([t for t in tokens if t < tokenizer.timestamp_begin]).split())
+        words = word_count(tokens, tokenizer)
         if words < QUIET_RATE * (end - start):
             return a
     return None
@@ -509,7 +514,7 @@ def said_densely(pieces: list, start: float, end: float, tokenizer) -> bool:
         return True
     covered = start
     for s, e, tokens, *_ in sorted(p for p in pieces if p[0] < end and p[1] > start):
-        words = len(tokenizer.decode([t for t in tokens if t < tokenizer.timestamp_begin]).split())
+        words = word_count(tokens, tokenizer)
         if s > covered or words < QUIET_PASS * (e - s):
             return False
         covered = max(covered, e)

@@ -223,12 +223,17 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 if dense and said_densely(dense[0], a / FRAMES_PER_SECOND, min(b, dense[1]) / FRAMES_PER_SECOND,
                                           tokenizer):
                     continue
-                probs = speech_probs(audio_source(audio.read(a * HOP_LENGTH, b * HOP_LENGTH)))
-                found = speech_spans(probs, (b - a) * HOP_LENGTH, min_silence=QUIET_SILENCE, pad=QUIET_PAD)
-                found = [(a + s // HOP_LENGTH, a + -(-e // HOP_LENGTH)) for s, e in found]
-                heard_stretches[a, b] = [(s, e) for s, e in found if e - s >= QUIET_SPEECH]
+                heard_stretches[a, b] = speech_in(a, b, QUIET_SILENCE)
             spans += heard_stretches[a, b]
         return spans
+
+    def speech_in(start: int, stop: int, min_silence: float) -> list:
+        """[(a, b)] frames of the speech silero-vad hears in frames start..stop (min_silence
+        seconds of silence end it; QUIET_PAD of padding), each QUIET_SPEECH or longer."""
+        probs = speech_probs(audio_source(audio.read(start * HOP_LENGTH, stop * HOP_LENGTH)))
+        spans = speech_spans(probs, (stop - start) * HOP_LENGTH, min_silence=min_silence, pad=QUIET_PAD)
+        spans = [(start + a // HOP_LENGTH, start + -(-b // HOP_LENGTH)) for a, b in spans]
+        return [(a, b) for a, b in spans if b - a >= QUIET_SPEECH]
 
     def unheard_speech_start(seek: int, size: int, tokens: list):
         """Frames into the window where the next one should start when its text ends on a lone
@@ -237,12 +242,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         last = last_timestamp(tokens, tokenizer)
         if not 0 < last < size:
             return None
-        probs = speech_probs(audio_source(audio.read((seek + last) * HOP_LENGTH, (seek + size) * HOP_LENGTH)))
-        for s, e in speech_spans(probs, (size - last) * HOP_LENGTH, min_silence=QUIET_SILENCE, pad=QUIET_PAD):
-            start = last + s // HOP_LENGTH
-            if start - last >= UNHEARD_PAUSE * SOUND_STEP and (e - s) // HOP_LENGTH >= QUIET_SPEECH:
-                return start
-        return None
+        return next((a - seek for a, _ in speech_in(seek + last, seek + size, QUIET_SILENCE)
+                     if a - (seek + last) >= UNHEARD_PAUSE * SOUND_STEP), None)
 
     def heard_alone(start: int, stop: int) -> list:
         """The segments (start s, end s, tokens, decoding) of frames start..stop decoded on their
@@ -255,15 +256,6 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         return [(min(s, end), min(e, end), t, heard) for s, e, t in
                 split_segments(heard.tokens, tokenizer, start / FRAMES_PER_SECOND, stop - start)[0]
                 if tokenizer.decode([x for x in t if x < tokenizer.timestamp_begin]).strip()]
-
-    def sentences(start: int, stop: int) -> list:
-        """[(a, b)] frames of the sentences silero-vad hears in frames start..stop (a pause of
-        UNHEARD_PAUSE steps ends one), each QUIET_SPEECH or longer."""
-        probs = speech_probs(audio_source(audio.read(start * HOP_LENGTH, stop * HOP_LENGTH)))
-        spans = speech_spans(probs, (stop - start) * HOP_LENGTH, min_silence=UNHEARD_PAUSE * SOUND_STEP / FRAMES_PER_SECOND,
-                             pad=QUIET_PAD)
-        return [(start + a // HOP_LENGTH, start + -(-b // HOP_LENGTH)) for a, b in spans
-                if (b - a) // HOP_LENGTH >= QUIET_SPEECH]
 
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),
@@ -420,7 +412,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                         # a segment stretched over a pause across two sentences (tiny.en does over noise
                         # or a tone) says one of them at best: each is heard alone instead
                         for p in [p for p in pieces if is_stretched(p, tokenizer)]:
-                            spans = sentences(round(p[0] * FRAMES_PER_SECOND), round(p[1] * FRAMES_PER_SECOND))
+                            spans = speech_in(round(p[0] * FRAMES_PER_SECOND), round(p[1] * FRAMES_PER_SECOND),
+                                              UNHEARD_PAUSE * SOUND_STEP / FRAMES_PER_SECOND)  # sentences
                             heard = [q for a, b in spans for q in heard_alone(a, b)] if len(spans) > 1 else []
                             if heard:
                                 pieces.remove(p)

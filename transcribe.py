@@ -342,8 +342,11 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                                               prefix=prefix_tokens or None, **decode_options)[0]
                 previous_text = all_tokens[max(prompt_reset_since, len(prompt_tokens) if carry_initial_prompt else 0):]
                 # only a window that seek would leave whole is checked: that is what loses the speech,
-                # and audio that really repeats itself (a chorus, a rerun) isn't decoded twice throughout
-                skips_window = split_segments(result.tokens, tokenizer, 0.0, size)[1] >= size
+                # and audio that really repeats itself (a chorus, a rerun) isn't decoded twice throughout;
+                # and only where a pause's length (UNHEARD_PAUSE) or more follows the text's last
+                # timestamp: with less, the text reached the window's end and skipped nothing
+                skips_window = split_segments(result.tokens, tokenizer, 0.0, size)[1] >= size \
+                    and size - last_timestamp(result.tokens, tokenizer) >= UNHEARD_PAUSE * SOUND_STEP
                 copied = (copied_runs(result.tokens, previous_text, tokenizer) if skips_window and not reference
                           else set())
                 if copied:

@@ -71,6 +71,19 @@ def test_speech_is_found_where_faster_whisper_finds_it(silero, with_gaps):
         assert start - 0.5 * SR <= a <= start + 0.1 * SR and stop - 0.1 * SR <= b <= stop + 0.7 * SR
 
 
+def test_a_minute_at_once_equals_stepping_the_packaged_model(silero, with_gaps, monkeypatch):
+    """_Stream's probabilities against the packaged model stepped 512 samples at a time, its state
+    carried, on 62 s: over the one-minute seam where the next read begins, and a last step that
+    is only part of a step."""
+    audio = np.tile(with_gaps[0], 62 * SR // len(with_gaps[0]) + 1)[: 62 * SR + 100]
+    at_once = silero.speech_probs(audio_source(audio))
+    assert silero._stream_of(silero.load_model())  # the installed release is the one _Stream takes apart
+    monkeypatch.setattr(silero, "_stream", False)
+    stepped = silero.speech_probs(audio_source(audio))
+    assert at_once.shape == stepped.shape == (-(-len(audio) // silero.STEP),)
+    np.testing.assert_allclose(at_once, stepped, atol=1e-4)
+
+
 def test_speech_audio_reads_across_seams_and_maps_times_back(silero):
     from audio import audio_source
 

@@ -54,8 +54,8 @@ class _Stream:
     LSTM cell carries state from step to step, and the head after it sees one step's output. So a
     run of steps goes through the front end as one batch, the cell's weights run as an nn.LSTM over
     the run as one sequence, and the head takes the batch again: what stepping the packaged model
-    computes, to float rounding, in a few calls instead of a TorchScript call a step (6x faster
-    on part (a)'s file, docs/bench.md)."""
+    computes, to float rounding, in a few calls instead of a TorchScript call a step
+    (docs/bench.md, "AMD EPYC, 2026-12-03")."""
 
     def __init__(self, model):
         self.net = model._model  # AttributeError where a release is built otherwise: then it is stepped

@@ -361,7 +361,8 @@ class _LogitRules:
         # (compared as logits: the log-softmax's normaliser is the same on both sides)
         ts_mass = logits[:, ts_begin:].float().logsumexp(dim=-1)
         best_text = logits[:, :ts_begin].float().amax(dim=-1)  # amax, not max(dim): no indices to find
-        logits[ts_mass > best_text, :ts_begin] = inf
+        # the rows by index: a boolean mask is a masked_fill that visits every row's 50k text logits
+        logits[(ts_mass > best_text).nonzero()[:, 0], :ts_begin] = inf
 
 
 @torch.inference_mode()

@@ -660,10 +660,10 @@ log(f"done: {iter_num - start_iter} steps, {(train_seconds - start_seconds) / 60
 if ddp:
     dist.barrier()  # leave together: a gloo rank that exits first can make another abort at exit
     dist.destroy_process_group()
-    # even so, a rank can abort as the interpreter shuts down ("terminate called without an active
-    # exception": a C++ thread still joinable when its owner is destroyed; seen once, under CI's load,
-    # after the run and its checkpoint were complete). Nothing is left to do or to write (files
-    # are closed after every write), so the process leaves without running those destructors.
+    # even so, a rank can abort as the interpreter shuts down, after the run and its checkpoint are
+    # complete ("terminate called without an active exception": a C++ thread still joinable when
+    # its owner is destroyed). Nothing is left to do or to write (files are closed after every
+    # write), so the process leaves without running those destructors.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -40,6 +40,14 @@ def real_clips() -> list:
     return clips
 
 
+def skip_without_silero():
+    """A skip where silero-vad (vad.py's model) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("silero_vad") is None:
+        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
+
+
 @pytest.fixture(scope="session")
 def tiny_en_checkpoint(tmp_path_factory) -> Path:
     from pretrained import bundled_tiny_en, load_ctranslate2, save_checkpoint

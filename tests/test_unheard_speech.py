@@ -9,6 +9,7 @@ speaker between loud ones). The decoder is faked here so the window's text is kn
 --part l's "±30 dB, pauses" and "47 dB" files are the real cases (docs/bench.md)."""
 import numpy as np
 import pytest
+from conftest import skip_without_silero
 
 GREEDY = {"temperature": 0.0, "beam_size": None, "best_of": None}
 SR = 16000
@@ -31,13 +32,6 @@ def at(audio: np.ndarray, start_s: float, total_s: float) -> np.ndarray:
     out = np.zeros(round(total_s * SR), np.float32)
     out[round(start_s * SR): round(start_s * SR) + len(audio)] = audio
     return out
-
-
-def skip_without_silero():
-    import importlib.util
-
-    if importlib.util.find_spec("silero_vad") is None:
-        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
 
 
 def noise_between(spoken, noise_s: float, second_s: float, total_s: float, first: bool = True) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from audio import audio_source
+from conftest import skip_without_silero
 
 SR = 16000
 GREEDY = dict(temperature=0.0, beam_size=None, best_of=None)
@@ -14,8 +15,7 @@ GREEDY = dict(temperature=0.0, beam_size=None, best_of=None)
 
 @pytest.fixture(scope="module")
 def silero():
-    if importlib.util.find_spec("silero_vad") is None:
-        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
+    skip_without_silero()
     import vad
 
     return vad

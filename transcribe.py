@@ -255,7 +255,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
         end = stop / FRAMES_PER_SECOND
         return [(min(s, end), min(e, end), t, heard) for s, e, t in
                 split_segments(heard.tokens, tokenizer, start / FRAMES_PER_SECOND, stop - start)[0]
-                if tokenizer.decode([x for x in t if x < tokenizer.timestamp_begin]).strip()]
+                if word_count(t, tokenizer)]
 
     def make_segment(seek, start, end, tokens, result):
         return dict(seek=seek, start=round(start, 3), end=round(end, 3), text=tokenizer.decode(tokens),

@@ -64,7 +64,7 @@ def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0
     says they are silence. Beam search at temperature 0, best-of-n sampling above."""
     results = [None] * len(mels)
     todo = list(range(len(mels)))
-    audio_features = encode(model, mels)  # once, whatever the retries
+    audio_features = encode(model, mels)  # once, whatever the retries (mels may be features already)
     for t in temperatures:
         if t > 0:  # sampling: best_of candidates, no beams
             search = dict(temperature=t, best_of=best_of if best_of and best_of > 1 else None)
@@ -338,7 +338,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 else:
                     prompt = all_tokens[prompt_reset_since:]
                 prompt = with_hotwords(prompt, bool(prefix_tokens))
-                result = decode_with_fallback(model, mel_window[None], prompt=prompt or None,
+                features = encode(model, mel_window[None])  # the copy check may decode them again
+                result = decode_with_fallback(model, features, prompt=prompt or None,
                                               prefix=prefix_tokens or None, **decode_options)[0]
                 previous_text = all_tokens[max(prompt_reset_since, len(prompt_tokens) if carry_initial_prompt else 0):]
                 # only a window that seek would leave whole is checked: that is what loses the speech,
@@ -355,7 +356,7 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     # still says what was copied, the audio repeats itself and the first decoding
                     # stands; if not, the second does, and only what is heard here leads the next window
                     unprompted = with_hotwords(prompt_tokens if carry_initial_prompt else [], bool(prefix_tokens))
-                    heard = decode_with_fallback(model, mel_window[None], prompt=unprompted or None,
+                    heard = decode_with_fallback(model, features, prompt=unprompted or None,
                                                  prefix=prefix_tokens or None, **decode_options)[0]
                     if not copied & copied_runs(heard.tokens, previous_text, tokenizer):
                         result, prompt_reset_since = heard, len(all_tokens)

@@ -35,6 +35,7 @@ class DecodeResult:
         self.compression_ratio = len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
+@torch.inference_mode()
 def encode(model: Whisper, mel: Tensor) -> Tensor:
     """(B, n_mels, frames) -> audio features; features already encoded are returned as they are.
     On a CPU one window at a time: faster than the batch (a window's activations stay in cache),

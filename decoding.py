@@ -37,16 +37,10 @@ class DecodeResult:
 
 @torch.inference_mode()
 def encode(model: Whisper, mel: Tensor) -> Tensor:
-    """(B, n_mels, frames) -> audio features; features already encoded are returned as they are.
-    On a CPU one window at a time: faster than the batch (a window's activations stay in cache),
-    and int8's activation scales, one per call, then don't mix windows, so a window's features
-    don't depend on its batch."""
+    """(B, n_mels, frames) -> audio features. On a CPU one window at a time: faster than the batch
+    (a window's activations stay in cache), and int8's activation scales, one per call, then don't
+    mix windows, so a window's features don't depend on its batch."""
     mel = mel.to(model.device, model.dtype)
-    d = model.dims
-    # a window's mel is (n_mels, 2 * n_audio_ctx); only a model with n_mels == n_audio_ctx and
-    # n_audio_state == 2 * n_audio_ctx would have features of the same shape
-    if mel.shape[-2:] == (d.n_audio_ctx, d.n_audio_state) and mel.shape[-2:] != (d.n_mels, 2 * d.n_audio_ctx):
-        return mel
     if mel.device.type == "cpu" and mel.shape[0] > 1:
         return torch.cat([model.encoder(window[None]) for window in mel])
     return model.encoder(mel)
@@ -116,7 +110,10 @@ def decode(
 
     single = mel.ndim == 2
     mel = mel[None] if single else mel
-    audio_features = encode(model, mel)
+    if mel.shape[-1] == model.dims.n_audio_state and mel.shape[-2] != model.dims.n_mels:
+        audio_features = mel.to(model.dtype)  # already encoded
+    else:
+        audio_features = encode(model, mel)
     n_audio = audio_features.shape[0]
 
     # the language: given (as `language` or by the tokenizer's), detected per window on multilingual

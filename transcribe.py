@@ -58,13 +58,16 @@ QUIET_SILENCE, QUIET_PAD, QUIET_SPEECH, QUIET_RATE, QUIET_PASS = 0.3, 0.1, 100, 
 
 @torch.inference_mode()
 def decode_with_fallback(model, mels, temperatures=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), compression_ratio_threshold=2.4,
-                         logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, **options):
+                         logprob_threshold=-1.0, no_speech_threshold=0.6, beam_size=5, best_of=5, audio_features=None,
+                         **options):
     """Decode a batch of windows at the first temperature; windows whose text is too repetitive
     (gzip ratio) or too unlikely (avg log-prob) are decoded again at the next one, unless the model
-    says they are silence. Beam search at temperature 0, best-of-n sampling above."""
+    says they are silence. Beam search at temperature 0, best-of-n sampling above. audio_features:
+    the windows' encoder output, where the caller has it already."""
     results = [None] * len(mels)
     todo = list(range(len(mels)))
-    audio_features = encode(model, mels)  # once, whatever the retries (mels may be features already)
+    if audio_features is None:
+        audio_features = encode(model, mels)  # once, whatever the retries
     for t in temperatures:
         if t > 0:  # sampling: best_of candidates, no beams
             search = dict(temperature=t, best_of=best_of if best_of and best_of > 1 else None)
@@ -338,8 +341,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                 else:
                     prompt = all_tokens[prompt_reset_since:]
                 prompt = with_hotwords(prompt, bool(prefix_tokens))
-                features = encode(model, mel_window[None])  # the copy check may decode them again
-                result = decode_with_fallback(model, features, prompt=prompt or None,
+                features = encode(model, mel_window[None])  # the copy check may decode the window again
+                result = decode_with_fallback(model, mel_window[None], audio_features=features, prompt=prompt or None,
                                               prefix=prefix_tokens or None, **decode_options)[0]
                 previous_text = all_tokens[max(prompt_reset_since, len(prompt_tokens) if carry_initial_prompt else 0):]
                 # only a window that seek would leave whole is checked: that is what loses the speech,
@@ -356,7 +359,8 @@ def transcribe(model, audio, *, beam_size=5, best_of=5, patience=None, length_pe
                     # still says what was copied, the audio repeats itself and the first decoding
                     # stands; if not, the second does, and only what is heard here leads the next window
                     unprompted = with_hotwords(prompt_tokens if carry_initial_prompt else [], bool(prefix_tokens))
-                    heard = decode_with_fallback(model, features, prompt=unprompted or None,
+                    heard = decode_with_fallback(model, mel_window[None], audio_features=features,
+                                                 prompt=unprompted or None,
                                                  prefix=prefix_tokens or None, **decode_options)[0]
                     if not copied & copied_runs(heard.tokens, previous_text, tokenizer):
                         result, prompt_reset_since = heard, len(all_tokens)

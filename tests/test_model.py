@@ -43,7 +43,7 @@ def test_kv_cache_decoding_equals_the_full_forward(ours, spoken):
     assert (torch.cat(steps, dim=1) - full).abs().max() <= 1e-4
 
 
-def test_encode_keeps_no_graph_and_passes_features_through(ours, spoken):
+def test_encode_keeps_no_graph(ours, spoken):
     """transcribe.py encodes a window itself (the copy check may decode it twice): with a graph
     recorded, the encoder's activations were kept for a backward pass that never comes (a peak
     RSS of 760-800 against 460 MB on bench part (a))."""
@@ -52,7 +52,6 @@ def test_encode_keeps_no_graph_and_passes_features_through(ours, spoken):
     features = encode(ours, mel_window(spoken[0])[None])
     assert features.is_inference() and not features.requires_grad
     assert features.shape == (1, ours.dims.n_audio_ctx, ours.dims.n_audio_state)
-    assert encode(ours, features) is features
 
 
 @pytest.mark.slow

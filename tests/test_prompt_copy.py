@@ -41,7 +41,7 @@ def test_copied_runs_are_eight_words_of_the_previous_text_inside_one_segment(tok
 def fake_results(monkeypatch, tokenizer, prompted: str, unprompted: str):
     """transcribe.decode_with_fallback answering `prompted` when given a prompt and `unprompted`
     when not, each as one segment over the first 8 s of the window; returns the prompts seen, and
-    in `seen.inputs` the windows (or features) given."""
+    in `seen.features` the audio features given with them."""
     import transcribe as T
     from decoding import DecodeResult
 
@@ -49,7 +49,7 @@ def fake_results(monkeypatch, tokenizer, prompted: str, unprompted: str):
 
     def decode(model, mels, prompt=None, **kwargs):
         seen.append(list(prompt or []))
-        seen.inputs.append(mels)
+        seen.features.append(kwargs.get("audio_features"))
         text = prompted if prompt else unprompted
         tokens = [tokenizer.timestamp_begin] + tokenizer.encode(" " + text) + [tokenizer.timestamp_begin + 400]
         return [DecodeResult(tokens=tokens, text=text, avg_logprob=-0.1, no_speech_prob=0.01)]
@@ -61,7 +61,7 @@ def fake_results(monkeypatch, tokenizer, prompted: str, unprompted: str):
 class PromptsSeen(list):
     def __init__(self):
         super().__init__()
-        self.inputs = []
+        self.features = []
 
 
 def speech_then_silence(speech, seconds: float):
@@ -82,8 +82,8 @@ def test_a_window_that_reads_its_prompt_back_is_heard_without_it(ours, monkeypat
     assert [s["text"] for s in result["segments"]] == [" " + heard]
     assert len(seen) == 2 and seen[0] and not seen[1]  # with the previous text, then without
     # the second decoding reads the first's audio features: the window isn't encoded twice
-    first, second = seen.inputs
-    assert second is first and first.shape[-2:] == (ours.dims.n_audio_ctx, ours.dims.n_audio_state)
+    first, second = seen.features
+    assert second is first and first.shape == (1, ours.dims.n_audio_ctx, ours.dims.n_audio_state)
     # the reference keeps the copy, and skips the window
     assert transcribe(ours, audio, reference=True, **options)["text"] == " He hoped there would be stew for dinner."
 

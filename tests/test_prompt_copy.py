@@ -59,6 +59,9 @@ def fake_results(monkeypatch, tokenizer, prompted: str, unprompted: str):
 
 
 class PromptsSeen(list):
+    """The prompts a fake decoding was given, in order, and in `features` the audio features given
+    with each (None where it was left to encode the window itself)."""
+
     def __init__(self):
         super().__init__()
         self.features = []
